@@ -1,0 +1,1 @@
+"""Benchmarks; each one measures its own baseline in the same run."""
