@@ -34,7 +34,7 @@ from .events import (
     UnnumberedError,
 )
 from .messages import PROTOCOL_VERSION, SUPPORTED_VERSIONS
-from .session import ServerSession, SessionConfig, negotiate_version, rejection
+from .session import ServerSession, SessionConfig, SessionSnapshot, negotiate_version, rejection
 from .transitions import ClientState, SessionState
 
 __all__ = [
@@ -67,6 +67,7 @@ __all__ = [
     "SessionEvent",
     "SessionExpired",
     "SessionInfo",
+    "SessionSnapshot",
     "SessionState",
     "UnnumberedError",
     "codec",

@@ -9,8 +9,10 @@ method that needs the time takes ``now`` (seconds, from whatever clock the serve
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import msgspec
 
 from . import codec
 from .errors import REJECTION_CLOSE_CODES, CloseCode, ErrorCode, RemoteProtocolError
@@ -84,6 +86,25 @@ class SessionConfig:
     """How many consumed token hashes a session remembers to detect reuse (§7.2.1)."""
 
 
+class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """A session's protocol state, for a durable store; the replay frames and processed
+    request ids are stored apart, since they change one at a time."""
+
+    session_id: str
+    user_id: str
+    epoch: str
+    client_ip: str
+    state: str
+    next_seq: int
+    acked_seq: int
+    last_client_seq: int
+    detached_at: float | None
+    token_hash: str
+    previous_hash: str | None
+    used_hashes: tuple[str, ...]
+    replay_overflow_upto: int
+
+
 def negotiate_version(versions: tuple[int, ...]) -> int | None:
     """Return the highest version both sides speak, or None (§4.1)."""
     common = set(versions) & set(SUPPORTED_VERSIONS)
@@ -142,6 +163,62 @@ class ServerSession:
         self._ack_pending = False
         self._ping_nonce = 0
         self._last_ping_sent = now
+
+    # --- persistence ---------------------------------------------------------------------
+
+    def snapshot(self) -> SessionSnapshot:
+        """Return what a durable store keeps of this session (besides replay frames and ids)."""
+        return SessionSnapshot(
+            session_id=self.session_id,
+            user_id=self.user_id,
+            epoch=self.epoch,
+            client_ip=self.client_ip,
+            state=self.state.value,
+            next_seq=self.next_seq,
+            acked_seq=self.acked_seq,
+            last_client_seq=self.last_client_seq,
+            detached_at=self.detached_at,
+            token_hash=self._token_hash,
+            previous_hash=self._previous_hash,
+            used_hashes=tuple(self._used_hashes),
+            replay_overflow_upto=self._replay_overflow_upto,
+        )
+
+    @classmethod
+    def restore(
+        cls,
+        snapshot: SessionSnapshot,
+        *,
+        replay: Iterable[tuple[int, bytes]],
+        processed_ids: Iterable[str],
+        now: float,
+        config: SessionConfig | None = None,
+        token_factory: TokenFactory = new_token,
+    ) -> ServerSession:
+        """Rebuild a session from a store after a restart. A session that was attached when
+        the server died is detached as of ``now``: its connection is certainly gone."""
+        session = cls(
+            session_id=snapshot.session_id,
+            user_id=snapshot.user_id,
+            epoch=snapshot.epoch,
+            client_ip=snapshot.client_ip,
+            now=now,
+            config=config,
+            token_factory=token_factory,
+        )
+        state = SessionState(snapshot.state)
+        session.state = SessionState.DETACHED if state is SessionState.ATTACHED else state
+        session.detached_at = now if snapshot.detached_at is None else snapshot.detached_at
+        session.next_seq = snapshot.next_seq
+        session.acked_seq = snapshot.acked_seq
+        session.last_client_seq = snapshot.last_client_seq
+        session._token_hash = snapshot.token_hash
+        session._previous_hash = snapshot.previous_hash
+        session._used_hashes.extend(snapshot.used_hashes)
+        session._replay_overflow_upto = snapshot.replay_overflow_upto
+        session._replay.extend(replay)
+        session.processed_ids.update(processed_ids)
+        return session
 
     # --- opening -------------------------------------------------------------------------
 

@@ -1,0 +1,266 @@
+"""A thin asyncio client for the reconnection protocol, over a real WebSocket.
+
+It only moves frames: ``ClientProtocol`` decides everything. One reader task feeds incoming
+frames to the protocol and sends what it answers (acks, pongs); callers wait on conditions
+over the events seen so far, always with a timeout. The harness's reference driver and the
+tests build on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Literal, TypeVar
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from reference_server.protocol import (
+    Attached,
+    ClientEvent,
+    ClientProtocol,
+    ClientState,
+    Delivered,
+    RejectedByServer,
+    RemoteProtocolError,
+)
+from reference_server.protocol.messages import (
+    AgentContext,
+    ConversationHistory,
+    ReplyChunk,
+    ServerSequenced,
+)
+
+T = TypeVar("T")
+_LIVE = frozenset({ClientState.CONNECTING, ClientState.RESUMING, ClientState.ATTACHED})
+
+
+class HandshakeRefusedError(Exception):
+    """The server answered the WebSocket handshake with an HTTP error (401, 503, ...)."""
+
+    def __init__(self, status: int, body: str, retry_after: str | None) -> None:
+        super().__init__(f"HTTP {status}: {body.strip()}")
+        self.status, self.body, self.retry_after = status, body, retry_after
+
+
+class AsyncClient:
+    """One protocol client; connect, resume and drop it as often as a test needs."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        source_ip: str | None = None,
+        token_in_query: bool = False,
+        open_timeout: float = 5.0,
+        on_gap: Literal["raise", "report"] = "raise",
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.headers = dict(headers or {})
+        self.source_ip = source_ip
+        self.token_in_query = token_in_query
+        self.open_timeout = open_timeout
+        self.protocol = ClientProtocol(on_gap=on_gap)
+        self.events: list[ClientEvent] = []
+        self.errors: list[RemoteProtocolError] = []
+        """Protocol violations the server committed, as this client saw them."""
+        self.close_codes: list[int | None] = []
+        self.ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    # --- what was seen -------------------------------------------------------------------
+
+    @property
+    def delivered(self) -> list[ServerSequenced]:
+        """Numbered server messages delivered, in order, each once."""
+        return [e.message for e in self.events if isinstance(e, Delivered)]
+
+    @property
+    def connected(self) -> bool:
+        return self.ws is not None and self.protocol.state in _LIVE
+
+    # --- connections ---------------------------------------------------------------------
+
+    async def connect(self, timeout: float = 5.0) -> Attached | RejectedByServer:
+        """Open a connection and a new session."""
+        await self._open()
+        self.protocol.hello()
+        return await self._handshake(timeout)
+
+    async def resume(self, timeout: float = 5.0) -> Attached | RejectedByServer:
+        """Open a connection and resume the current session."""
+        await self._open()
+        self.protocol.resume()
+        return await self._handshake(timeout)
+
+    async def _handshake(self, timeout: float) -> Attached | RejectedByServer:
+        seen = len(self.events)
+        await self._flush()
+
+        def answered() -> Attached | RejectedByServer | None:
+            for event in self.events[seen:]:
+                if isinstance(event, Attached | RejectedByServer):
+                    return event
+            return None
+
+        return await self.wait_for(answered, timeout, "welcome, resumed or rejected")
+
+    async def _open(self) -> None:
+        await self.drop()
+        headers = dict(self.headers)
+        url = self.url
+        if self.token and self.token_in_query:
+            url += ("&" if "?" in url else "?") + f"access_token={self.token}"
+        elif self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        extra = {"local_addr": (self.source_ip, 0)} if self.source_ip else {}
+        try:
+            self.ws = await connect(
+                url,
+                additional_headers=headers,
+                open_timeout=self.open_timeout,
+                ping_interval=None,  # heartbeats are the protocol's (§9)
+                close_timeout=1,
+                compression=None,
+                proxy=None,  # never route loopback tests through a system proxy
+                max_size=None,  # the protocol enforces its own limit (§12)
+                **extra,  # type: ignore[arg-type]
+            )
+        except InvalidStatus as exc:
+            response = exc.response
+            raise HandshakeRefusedError(
+                response.status_code,
+                response.body.decode(errors="replace"),
+                response.headers.get("Retry-After"),
+            ) from None
+        self._reader = asyncio.create_task(self._read(self.ws))
+
+    async def drop(self) -> None:
+        """Cut the connection abruptly (no close handshake), as a network drop would."""
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            ws.transport.abort()
+        await self._stop_reader()
+        self._lost()
+
+    async def close(self, code: int = 1000) -> None:
+        """Close the connection cleanly; the session stays resumable."""
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close(code)
+        await self._stop_reader()
+        self._lost()
+
+    async def bye(self) -> None:
+        """End the session for good."""
+        self.protocol.bye()
+        await self._flush()
+        await self.close()
+
+    async def _stop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    def _lost(self) -> None:
+        if self.protocol.state in _LIVE:
+            self.protocol.connection_lost()
+        self._changed.set()
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for frame in ws:
+                try:
+                    self.events.extend(self.protocol.receive(frame))
+                except RemoteProtocolError as exc:
+                    self.errors.append(exc)
+                self._changed.set()
+                if self.protocol.state not in _LIVE:
+                    break
+                for out in self.protocol.data_to_send():
+                    await ws.send(out, text=True)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close_codes.append(ws.close_code)
+            if self.ws is ws:
+                self.ws = None
+                self._lost()
+
+    async def _flush(self) -> None:
+        frames = self.protocol.data_to_send()
+        ws = self.ws
+        if ws is None:
+            return
+        try:
+            for frame in frames:
+                await ws.send(frame, text=True)
+        except ConnectionClosed:
+            pass
+
+    # --- requests ------------------------------------------------------------------------
+
+    async def wait_for(self, predicate: Callable[[], T | None], timeout: float, what: str) -> T:
+        """Wait until ``predicate`` returns something other than None; TimeoutError after."""
+        async with asyncio.timeout(timeout):
+            while True:
+                found = predicate()
+                if found is not None:
+                    return found
+                self._changed.clear()
+                await self._changed.wait()
+        raise AssertionError("unreachable")  # pragma: no cover - for type checkers
+
+    async def send_user_message(self, text: str, message_id: str | None = None) -> str:
+        """Send (or, while disconnected, queue) a chat turn; return its id."""
+        request = self.protocol.send_user_message(text, message_id)
+        await self._flush()
+        return request.id
+
+    async def reply_to(self, message_id: str, timeout: float = 5.0) -> list[ServerSequenced]:
+        """Wait for the complete reply (up to its final chunk) to one user message."""
+
+        def complete() -> list[ServerSequenced] | None:
+            reply = [m for m in self.delivered if getattr(m, "in_reply_to", None) == message_id]
+            done = any(isinstance(m, ReplyChunk) and m.final for m in reply)
+            return reply if done else None
+
+        return await self.wait_for(complete, timeout, f"reply to {message_id}")
+
+    async def chat(self, text: str, timeout: float = 5.0) -> list[ServerSequenced]:
+        """Send a chat turn and wait for its complete reply."""
+        return await self.reply_to(await self.send_user_message(text), timeout)
+
+    async def history(
+        self, before: int | None = None, limit: int = 50, timeout: float = 5.0
+    ) -> ConversationHistory:
+        """Fetch one page of conversation history from the server."""
+        request = self.protocol.request_history(before=before, limit=limit)
+        await self._flush()
+        return await self._answer(request.id, ConversationHistory, timeout)
+
+    async def agent_context(self, timeout: float = 5.0) -> AgentContext:
+        """Fetch the agent's stored context from the server."""
+        request = self.protocol.request_agent_context()
+        await self._flush()
+        return await self._answer(request.id, AgentContext, timeout)
+
+    async def _answer(self, request_id: str, kind: type[T], timeout: float) -> T:
+        def found() -> T | None:
+            for message in self.delivered:
+                if (
+                    isinstance(message, kind)
+                    and getattr(message, "in_reply_to", None) == request_id
+                ):
+                    return message
+            return None
+
+        return await self.wait_for(found, timeout, f"{kind.__name__} for {request_id}")

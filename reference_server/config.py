@@ -1,0 +1,52 @@
+"""Everything the reference server can be configured with, in one place."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from reference_server.protocol import SessionConfig
+
+PlantedFault = Literal[
+    "skip_replay", "duplicate_replay", "never_expire", "ignore_ip_policy", "reusable_token"
+]
+PLANTED_FAULTS: tuple[str, ...] = PlantedFault.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Options of ``python -m reference_server``; the defaults are the protocol's."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    path: str = "/ws"
+    store: str = "memory"
+    virtual_clock: bool = False
+    auth_secret: str = "dev-secret-change-me-0123456789abcdef"
+    admin_token: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    session: SessionConfig = field(default_factory=SessionConfig)
+    reauth_max_age_s: float = 60.0
+    """Under ``require_reauth``, a credential issued this recently counts as re-authentication."""
+    chunk_delay_s: float = 0.005
+    """Pause between streamed reply chunks, so a reply is really a stream that a drop can cut."""
+    sweep_interval_s: float = 0.5
+    handshake_timeout_s: float = 10.0
+    max_connections: int = 20_000
+    max_frames_per_s: float = 200.0
+    frame_burst: int = 400
+    max_bad_frames: int = 20
+    log_format: Literal["text", "json"] = "text"
+    planted_fault: PlantedFault | None = None
+    """For testing test harnesses only: break one rule of the protocol on purpose."""
+
+    def trusts(self, peer: str) -> bool:
+        """Is ``peer`` a proxy whose X-Forwarded-For header we believe?"""
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(
+            address in ipaddress.ip_network(net, strict=False) for net in self.trusted_proxies
+        )
