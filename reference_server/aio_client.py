@@ -178,13 +178,13 @@ class AsyncClient:
     async def _read(self, ws: ClientConnection) -> None:
         try:
             async for frame in ws:
+                if self.protocol.state not in _LIVE:
+                    continue  # told to go (rejected, closing): wait for the close code
                 try:
                     self.events.extend(self.protocol.receive(frame))
                 except RemoteProtocolError as exc:
                     self.errors.append(exc)
                 self._changed.set()
-                if self.protocol.state not in _LIVE:
-                    break
                 for out in self.protocol.data_to_send():
                     await ws.send(out, text=True)
         except ConnectionClosed:

@@ -247,6 +247,9 @@ class ClientProtocol:
         self.last_seq = resumed.replay_from - 1
         for seq in [s for s in self.unacked if s <= resumed.last_client_seq]:
             del self.unacked[seq]
+        # A client that lost its counters (a reloaded page resuming from saved credentials)
+        # continues after what the server processed rather than reusing its numbers.
+        self.next_seq = max(self.next_seq, resumed.last_client_seq + 1)
         # The first frame on the new connection commits the server's token rotation (§7.2.1).
         self._outbox = [codec.encode(Ack(seq=self.last_seq))]
         self._outbox.extend(codec.encode(request) for request in self.unacked.values())

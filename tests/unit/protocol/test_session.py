@@ -414,3 +414,21 @@ def test_windows_are_configurable() -> None:
     pair.reconnect()
     pair.settle()
     assert "degraded" == _attached(pair)[-1].outcome
+
+
+def test_client_that_lost_its_counters_continues_after_the_server() -> None:
+    """A resume from saved credentials with fresh counters numbers requests after the server's."""
+    pair = _pair()
+    pair.client.send_user_message("one")
+    pair.settle()
+    pair.drop()
+    reloaded = ClientProtocol()
+    reloaded.session = pair.client.session
+    reloaded.state = ClientState.DISCONNECTED
+    pair.client = reloaded
+    pair.reconnect()
+    pair.settle()
+    request = reloaded.send_user_message("two")
+    pair.settle()
+    assert 2 == request.seq
+    assert ["one", "two"] == [r.text for r in pair.processed]  # type: ignore[union-attr]

@@ -1,0 +1,548 @@
+"""The reference server over real sockets on 127.0.0.1 (docs/protocol.md, rule by rule)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Callable
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from reference_server import admin
+from reference_server.aio_client import AsyncClient, HandshakeRefusedError
+from reference_server.app import ReferenceServer
+from reference_server.protocol import (
+    Attached,
+    ClientState,
+    CloseCode,
+    DuplicateDelivery,
+    RejectedByServer,
+    ServerClosing,
+    codec,
+)
+from reference_server.protocol.messages import (
+    Error,
+    ReplyChunk,
+    SecurityNotice,
+    ToolCall,
+)
+
+from .conftest import ADMIN, SECRET, config, token
+
+Factory = Callable[..., AsyncClient]
+
+
+def _http(url: str) -> str:
+    return url.replace("ws://", "http://").rsplit("/", 1)[0]
+
+
+async def _advance(server: ReferenceServer, seconds: float) -> None:
+    await admin.advance_clock(server.url, ADMIN, seconds)
+
+
+async def _closed(ws: ClientConnection, timeout: float) -> int | None:
+    """Read until the server closes the connection; return its close code."""
+    async with asyncio.timeout(timeout):
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.recv()
+    return ws.close_code
+
+
+def _seqs(client: AsyncClient) -> list[int]:
+    return [m.seq for m in client.delivered if m.seq is not None]
+
+
+def _no_duplicates(client: AsyncClient) -> None:
+    assert [] == [e for e in client.events if isinstance(e, DuplicateDelivery)]
+    assert [] == client.errors
+    assert list(range(1, len(client.delivered) + 1)) == _seqs(client)
+
+
+@pytest.mark.asyncio
+async def test_welcome_advertises_the_session_terms(client_factory: Factory) -> None:
+    """A hello gets a welcome with windows, heartbeat, policy and the virtual-clock capability."""
+    client = client_factory()
+    attached = await client.connect()
+    assert isinstance(attached, Attached)
+    session = client.protocol.session
+    assert session is not None
+    assert (30.0, 300.0, "allow") == (
+        session.windows.full_s,
+        session.windows.resumable_s,
+        session.ip_policy,
+    )
+    assert "virtual_clock" in session.capabilities
+    assert "127.0.0.1" == session.client_ip
+
+
+@pytest.mark.asyncio
+async def test_health_and_metrics_answer_over_http(
+    server: ReferenceServer, client_factory: Factory
+) -> None:
+    """GET /healthz says ok and GET /metrics exposes the protocol's counters."""
+    await client_factory().connect()
+    async with httpx.AsyncClient(timeout=5) as http:
+        health = await http.get(_http(server.url) + "/healthz")
+        metrics = await http.get(_http(server.url) + "/metrics")
+    assert (200, "ok\n") == (health.status_code, health.text)
+    assert "ws_sessions_opened_total 1.0" in metrics.text
+    assert "process_resident_memory_bytes" in metrics.text
+    assert "ws_resume_seconds_bucket" in metrics.text
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("credential", "expected"),
+    [
+        (None, "no credential"),
+        ("not-a-jwt", "invalid credential"),
+        ("wrong-secret", "invalid credential"),
+        ("expired", "credential expired"),
+    ],
+)
+async def test_bad_credentials_are_refused_at_the_handshake(
+    server: ReferenceServer, credential: str | None, expected: str
+) -> None:
+    """Missing, malformed, wrongly signed and expired tokens get HTTP 401 with the reason."""
+    from reference_server import auth
+
+    raw = {
+        None: None,
+        "not-a-jwt": "not-a-jwt",
+        "wrong-secret": auth.mint("alice", "another-secret-0123456789abcdef0123"),
+        "expired": token(ttl_s=-10),
+    }[credential]
+    client = AsyncClient(server.url, raw)
+    with pytest.raises(HandshakeRefusedError) as refused:
+        await client.connect()
+    assert 401 == refused.value.status
+    assert expected in refused.value.body
+
+
+@pytest.mark.asyncio
+async def test_token_in_query_string_is_accepted(server: ReferenceServer) -> None:
+    """Clients that cannot set headers may send the token as ?access_token=."""
+    client = AsyncClient(server.url, token(), token_in_query=True)
+    assert isinstance(await client.connect(), Attached)
+    await client.drop()
+
+
+@pytest.mark.asyncio
+async def test_reply_is_streamed_in_chunks_with_a_tool_call(client_factory: Factory) -> None:
+    """A user message is answered by a tool call and several chunks, the last marked final."""
+    client = client_factory()
+    await client.connect()
+    reply = await client.chat("what is 6 * 7")
+    assert isinstance(reply[0], ToolCall)
+    assert "42" == reply[0].call.result
+    chunks = [m for m in reply if isinstance(m, ReplyChunk)]
+    assert len(chunks) >= 3
+    assert [False] * (len(chunks) - 1) + [True] == [c.final for c in chunks]
+    assert list(range(len(chunks))) == [c.chunk_index for c in chunks]
+
+
+@pytest.mark.asyncio
+async def test_history_is_paged_from_the_store(client_factory: Factory) -> None:
+    """get_conversation_history returns pages oldest first, with total and next_before."""
+    client = client_factory()
+    await client.connect()
+    for i in range(3):
+        await client.chat(f"message {i}")
+    newest = await client.history(limit=4)
+    assert (6, 2) == (newest.total, newest.next_before)
+    assert [2, 3, 4, 5] == [e.index for e in newest.entries]
+    older = await client.history(before=newest.next_before, limit=4)
+    assert ([0, 1], None) == ([e.index for e in older.entries], older.next_before)
+    assert ["user", "agent"] == [e.role for e in older.entries]
+    assert "message 0" == older.entries[0].text
+
+
+@pytest.mark.asyncio
+async def test_agent_context_is_answered_from_the_store(
+    server: ReferenceServer, client_factory: Factory
+) -> None:
+    """get_agent_context returns the memory, variables and tool calls the agent stored."""
+    client = client_factory()
+    await client.connect()
+    await client.chat("my name is Ada")
+    await client.chat("set budget = 12")
+    await client.chat("what is budget * 2")
+    context = (await client.agent_context()).context
+    assert {"name": "Ada"} == context.memory
+    assert {"budget": 12} == context.variables
+    assert ["24"] == [c.result for c in context.tool_calls]
+    assert 3 == context.workflow.step
+
+
+@pytest.mark.asyncio
+async def test_drop_mid_stream_resumes_with_the_rest_of_the_stream() -> None:
+    """A drop in the middle of a streamed reply: the resume delivers the rest, nothing twice."""
+    async with ReferenceServer(config(chunk_delay_s=0.05)) as server:
+        client = AsyncClient(server.url, token())
+        await client.connect()
+        message_id = await client.send_user_message("my name is Ada and please tell me a story")
+        await client.wait_for(
+            lambda: next((m for m in client.delivered if isinstance(m, ReplyChunk)), None),
+            5,
+            "a chunk",
+        )
+        await client.drop()
+        before = len(client.delivered)
+        attached = await client.resume()
+        assert isinstance(attached, Attached)
+        assert "full" == attached.outcome
+        assert attached.replay_count >= 1
+        reply = await client.reply_to(message_id)
+        assert len(reply) > before
+        _no_duplicates(client)
+        await client.drop()
+
+
+@pytest.mark.asyncio
+async def test_brief_gap_is_full_with_everything_preserved(
+    server: ReferenceServer, client_factory: Factory
+) -> None:
+    """15 s of virtual time away: resume is full, history and context intact."""
+    client = client_factory()
+    await client.connect()
+    await client.chat("my name is Ada")
+    context_before = (await client.agent_context()).context
+    await client.drop()
+    await _advance(server, 15)
+    attached = await client.resume()
+    assert isinstance(attached, Attached)
+    assert ("full", ()) == (attached.outcome, attached.warnings)
+    assert 15 <= attached.gap_s < 20
+    assert context_before == (await client.agent_context()).context
+    _no_duplicates(client)
+
+
+@pytest.mark.asyncio
+async def test_medium_gap_is_degraded_with_a_warning_and_context_kept(
+    server: ReferenceServer, client_factory: Factory
+) -> None:
+    """2 min away: resume is degraded with replay_window_passed; history and context are kept."""
+    client = client_factory()
+    await client.connect()
+    await client.chat("my name is Ada")
+    context_before = (await client.agent_context()).context
+    await client.drop()
+    await _advance(server, 120)
+    attached = await client.resume()
+    assert isinstance(attached, Attached)
+    assert "degraded" == attached.outcome
+    assert ["replay_window_passed"] == [w.code for w in attached.warnings]
+    assert context_before == (await client.agent_context()).context
+    assert 2 == (await client.history()).total
+
+
+@pytest.mark.asyncio
+async def test_long_gap_expires_and_leaves_no_state(
+    server: ReferenceServer, client_factory: Factory
+) -> None:
+    """10 min away: the session expires, the store holds nothing of it, a new one can start."""
+    client = client_factory()
+    await client.connect()
+    await client.chat("my name is Ada")
+    assert client.protocol.session is not None
+    session_id = client.protocol.session.session_id
+    await client.drop()
+    await _advance(server, 600)
+    assert {
+        "sessions": 0,
+        "replay": 0,
+        "request_ids": 0,
+        "history": 0,
+        "context": 0,
+    } == server.store.holds(session_id)
+    assert session_id not in server.hosts
+    rejected = await client.resume()
+    assert isinstance(rejected, RejectedByServer)
+    assert ("session_expired", True) == (rejected.reason, rejected.final)
+    assert isinstance(await client.connect(), Attached)
+    assert 0 == (await client.history()).total
+
+
+@pytest.mark.asyncio
+async def test_reused_token_revokes_the_session(
+    server: ReferenceServer, client_factory: Factory
+) -> None:
+    """A token presented after it was used revokes the session for everyone."""
+    client = client_factory()
+    await client.connect()
+    assert client.protocol.session is not None
+    first_token = client.protocol.session.resume_token
+    await client.drop()
+    await client.resume()
+    await client.chat("hello")  # the client's frames commit the rotation
+    thief = client_factory()
+    thief.protocol.session = dataclasses.replace(client.protocol.session, resume_token=first_token)
+    thief.protocol.state = client.protocol.state.__class__.DISCONNECTED
+    rejected = await thief.resume()
+    assert isinstance(rejected, RejectedByServer)
+    assert "token_reused" == rejected.reason
+    await client.wait_for(
+        lambda: CloseCode.SESSION_REVOKED in client.close_codes or None,
+        5,
+        "the victim closed with 4005",
+    )
+    assert ClientState.CLOSED == client.protocol.state
+    assert "ws_token_reuse_detections_total 1.0" in server.metrics.render().decode()
+
+
+@pytest.mark.asyncio
+async def test_second_connection_takes_the_session_over(client_factory: Factory) -> None:
+    """A resume while attached moves the session; the first connection is told why and closed."""
+    first = client_factory()
+    await first.connect()
+    await first.chat("hello")
+    second = client_factory()
+    second.protocol.session = first.protocol.session
+    second.protocol.last_seq = first.protocol.last_seq
+    second.protocol.state = first.protocol.state.__class__.DISCONNECTED
+    attached = await second.resume()
+    assert isinstance(attached, Attached)
+    closing = await first.wait_for(
+        lambda: next((e for e in first.events if isinstance(e, ServerClosing)), None), 5, "closing"
+    )
+    assert ("session_taken_over", CloseCode.SESSION_TAKEN_OVER) == (
+        closing.closing.reason,
+        closing.closing.code,
+    )
+    reply = await second.chat("still here?")
+    assert reply
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [("allow", "notice"), ("deny", "ip_denied"), ("require_reauth", "reauth_required")],
+)
+async def test_resume_from_another_loopback_address_follows_the_policy(
+    policy: str, expected: str
+) -> None:
+    """A resume from 127.0.0.7 is noticed and allowed, denied, or sent to re-authenticate."""
+    from reference_server.protocol import SessionConfig
+
+    async with ReferenceServer(
+        config(session=SessionConfig(ip_policy=policy), reauth_max_age_s=0.0)
+    ) as server:
+        client = AsyncClient(server.url, token())
+        await client.connect()
+        await client.chat("my name is Ada")
+        await client.drop()
+        client.source_ip = "127.0.0.7"
+        answer = await client.resume()
+        if expected == "notice":
+            assert isinstance(answer, Attached)
+            notice = await client.wait_for(
+                lambda: next((m for m in client.delivered if isinstance(m, SecurityNotice)), None),
+                5,
+                "notice",
+            )
+            assert ("127.0.0.1", "127.0.0.7", "allow") == (
+                notice.previous_ip,
+                notice.current_ip,
+                notice.policy,
+            )
+            assert {"name": "Ada"} == (await client.agent_context()).context.memory
+        else:
+            assert isinstance(answer, RejectedByServer)
+            assert expected == answer.reason
+        await client.drop()
+
+
+@pytest.mark.asyncio
+async def test_fresh_credential_passes_require_reauth() -> None:
+    """Under require_reauth, a credential issued just now counts as re-authentication."""
+    from reference_server.protocol import SessionConfig
+
+    async with ReferenceServer(config(session=SessionConfig(ip_policy="require_reauth"))) as server:
+        client = AsyncClient(server.url, token())
+        await client.connect()
+        await client.drop()
+        client.source_ip = "127.0.0.8"
+        client.token = token()
+        assert isinstance(await client.resume(), Attached)
+        await client.drop()
+
+
+@pytest.mark.asyncio
+async def test_forwarded_for_is_believed_only_from_a_trusted_proxy() -> None:
+    """X-Forwarded-For sets the client address only when the peer is a trusted proxy."""
+    async with ReferenceServer(config(trusted_proxies=("127.0.0.1/32",))) as trusting:
+        client = AsyncClient(trusting.url, token(), headers={"X-Forwarded-For": "203.0.113.9"})
+        await client.connect()
+        assert client.protocol.session is not None
+        assert "203.0.113.9" == client.protocol.session.client_ip
+        await client.drop()
+    async with ReferenceServer(config()) as untrusting:
+        client = AsyncClient(untrusting.url, token(), headers={"X-Forwarded-For": "203.0.113.9"})
+        await client.connect()
+        assert client.protocol.session is not None
+        assert "127.0.0.1" == client.protocol.session.client_ip
+        await client.drop()
+
+
+@pytest.mark.asyncio
+async def test_half_open_connection_is_closed_by_heartbeat_and_resumable() -> None:
+    """A client that stops answering is closed within the heartbeat timeout; it can resume."""
+    from reference_server.protocol import SessionConfig
+    from reference_server.protocol.messages import Heartbeat
+
+    heartbeat = Heartbeat(interval_s=0.1, timeout_s=0.4)
+    async with ReferenceServer(
+        config(session=SessionConfig(heartbeat=heartbeat), virtual_clock=False)
+    ) as server:
+        async with connect(
+            server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+        ) as ws:
+            await ws.send(b'{"type":"hello","versions":[1]}', text=True)
+            welcome = codec.decode_server(await ws.recv(decode=False))
+            # Never answer the pings: to the server this is a half-open connection.
+            assert CloseCode.HEARTBEAT_TIMEOUT == await _closed(ws, 3)
+        assert "ws_heartbeat_timeouts_total 1.0" in server.metrics.render().decode()
+        host = server.hosts[welcome.session_id]  # type: ignore[union-attr]
+        assert "detached" == host.session.state.value
+
+
+@pytest.mark.asyncio
+async def test_bad_frames_get_typed_errors_and_the_session_carries_on(
+    server: ReferenceServer, client_factory: Factory
+) -> None:
+    """Malformed JSON, unknown types and wrong fields get an error; the connection stays usable."""
+    good = client_factory()
+    await good.connect()
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        await ws.send(b'{"type":"hello","versions":[1]}', text=True)
+        await ws.recv()
+        answers = []
+        for frame in ['{"type":', '{"type":"teleport"}', '{"type":"ack","seq":"x"}']:
+            await ws.send(frame)
+            answers.append(codec.decode_server(await ws.recv(decode=False)))
+        assert ["malformed_json", "unknown_type", "invalid_message"] == [
+            a.code for a in answers if isinstance(a, Error)
+        ]
+        await ws.send('{"type":"ping","nonce":5}')
+        assert b'{"type":"pong","nonce":5}' == await ws.recv(decode=False)
+    assert await good.chat("still fine")
+    _no_duplicates(good)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"\x00\x01binary", CloseCode.UNSUPPORTED_DATA),
+        ("x" * (64 * 1024 + 1), CloseCode.MESSAGE_TOO_BIG),
+        ('{"type":"user_message","id":"a","seq":5,"text":"gap"}', CloseCode.PROTOCOL_ERROR),
+    ],
+)
+async def test_frames_that_break_the_stream_close_with_their_code(
+    server: ReferenceServer, frame: str | bytes, code: int
+) -> None:
+    """Binary, oversize and out-of-sequence frames close the connection with a typed code."""
+    async with connect(
+        server.url,
+        additional_headers={"Authorization": f"Bearer {token()}"},
+        proxy=None,
+        max_size=None,
+    ) as ws:
+        await ws.send(b'{"type":"hello","versions":[1]}', text=True)
+        await ws.recv()
+        await ws.send(frame)
+        assert code == await _closed(ws, 5)
+
+
+@pytest.mark.asyncio
+async def test_a_flood_is_cut_off_with_policy_violation() -> None:
+    """Too many frames too fast close the connection with 1008; the server stays up."""
+    async with ReferenceServer(config(max_frames_per_s=10.0, frame_burst=20)) as server:
+        async with connect(
+            server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+        ) as ws:
+            await ws.send(b'{"type":"hello","versions":[1]}', text=True)
+            await ws.recv()
+            with contextlib.suppress(ConnectionClosed):
+                for i in range(200):
+                    await ws.send(f'{{"type":"ping","nonce":{i}}}')
+            assert CloseCode.POLICY_VIOLATION == await _closed(ws, 5)
+        client = AsyncClient(server.url, token())
+        assert isinstance(await client.connect(), Attached)
+        await client.drop()
+
+
+@pytest.mark.asyncio
+async def test_first_frame_must_be_hello_or_resume(server: ReferenceServer) -> None:
+    """Anything else first is a protocol error with close code 4000."""
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        await ws.send('{"type":"ack","seq":0}')
+        error = codec.decode_server(await ws.recv(decode=False))
+        assert isinstance(error, Error)
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+        assert CloseCode.PROTOCOL_ERROR == ws.close_code
+
+
+@pytest.mark.asyncio
+async def test_unknown_session_is_a_typed_rejection(server: ReferenceServer) -> None:
+    """A resume for a session the server never had is rejected as session_unknown."""
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        await ws.send(
+            '{"type":"resume","versions":[1],"session_id":"nope","resume_token":"t","epoch":"e","last_seq":0}'
+        )
+        rejected = codec.decode_server(await ws.recv(decode=False))
+        assert "session_unknown" == getattr(rejected, "reason", None)
+
+
+@pytest.mark.asyncio
+async def test_resume_by_another_user_is_refused(
+    server: ReferenceServer, client_factory: Factory
+) -> None:
+    """Auth is checked again on resume: another user's credential cannot take the session."""
+    client = client_factory()
+    await client.connect()
+    await client.drop()
+    client.token = token("mallory")
+    rejected = await client.resume()
+    assert isinstance(rejected, RejectedByServer)
+    assert "auth_failed" == rejected.reason
+
+
+@pytest.mark.asyncio
+async def test_admin_channel_needs_the_token_and_a_virtual_clock(server: ReferenceServer) -> None:
+    """The admin channel refuses a wrong token, and does not exist on a real-clock server."""
+    with pytest.raises(Exception, match="401"):
+        await admin.advance_clock(server.url, "wrong", 1)
+    async with ReferenceServer(config(virtual_clock=False)) as real:
+        with pytest.raises(Exception, match="404"):
+            await admin.advance_clock(real.url, ADMIN, 1)
+
+
+@pytest.mark.asyncio
+async def test_bye_ends_the_session_for_good(
+    server: ReferenceServer, client_factory: Factory
+) -> None:
+    """After bye the session is deleted and cannot be resumed."""
+    client = client_factory()
+    await client.connect()
+    assert client.protocol.session is not None
+    session_id = client.protocol.session.session_id
+    await client.bye()
+    await asyncio.sleep(0.05)
+    assert session_id not in server.hosts
+    assert "closed" == server.store.tombstone(session_id)
+
+
+_ = SECRET
