@@ -181,11 +181,7 @@ class ClientProtocol:
         """Process one frame from the server; raise ``RemoteProtocolError`` when it breaks §4-§7."""
         if self.state not in _CAN_RECEIVE:
             raise LocalProtocolError(f"no connection in state {self.state.value!r}")
-        limit = (
-            self.session.limits.max_frame_bytes if self.session else codec.DEFAULT_MAX_FRAME_BYTES
-        )
-        message = codec.decode_server(frame, max_bytes=limit)
-        return self.receive_message(message)
+        return self.receive_message(codec.decode_server(frame))
 
     def receive_message(self, message: ServerMessage) -> list[ClientEvent]:
         """Process one decoded message from the server."""
@@ -211,6 +207,7 @@ class ClientProtocol:
                 return self._on_sequenced(message)
 
     def _on_welcome(self, welcome: Welcome) -> Attached:
+        self._require(ClientState.CONNECTING, welcome)
         self.state = transition(CLIENT_TRANSITIONS, self.state, ClientInput.RECV_WELCOME)
         self.session = _session_info(welcome)
         return Attached(
@@ -270,6 +267,10 @@ class ClientProtocol:
         return events
 
     def _on_rejected(self, rejected: Rejected) -> RejectedByServer:
+        if self.state not in (ClientState.CONNECTING, ClientState.RESUMING):
+            raise RemoteProtocolError(
+                ErrorCode.UNEXPECTED_MESSAGE, f"rejected while {self.state.value}"
+            )
         final = rejected.reason not in RETRYABLE_REJECTIONS
         move = ClientInput.RECV_REJECTED_FINAL if final else ClientInput.RECV_REJECTED_RETRYABLE
         self.state = transition(CLIENT_TRANSITIONS, self.state, move)
@@ -283,6 +284,7 @@ class ClientProtocol:
         )
 
     def _on_closing(self, closing: Closing) -> ServerClosing:
+        self._require(ClientState.ATTACHED, closing)
         final = closing.code in FINAL_CLOSE_CODES
         move = ClientInput.RECV_CLOSING_FINAL if final else ClientInput.RECV_CLOSING
         self.state = transition(CLIENT_TRANSITIONS, self.state, move)

@@ -16,6 +16,9 @@ from .errors import CloseCode, ErrorCode, RemoteProtocolError
 from .messages import ClientMessage, ServerMessage
 
 DEFAULT_MAX_FRAME_BYTES: Final = 64 * 1024
+# §12: the advertised limit binds what clients send; server frames (history pages, contexts)
+# may be larger, up to this bound that clients enforce.
+MAX_SERVER_FRAME_BYTES: Final = 16 * 1024 * 1024
 
 _encoder = msgspec.json.Encoder()
 _client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
@@ -35,16 +38,19 @@ def decode_client(frame: bytes | str, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTE
     return _decode(_client_decoder, frame, max_bytes)
 
 
-def decode_server(frame: bytes | str, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> ServerMessage:
+def decode_server(frame: bytes | str, *, max_bytes: int = MAX_SERVER_FRAME_BYTES) -> ServerMessage:
     """Decode a frame the server sent, or raise ``RemoteProtocolError``."""
     return _decode(_server_decoder, frame, max_bytes)
 
 
 def _decode(decoder: msgspec.json.Decoder[T], frame: bytes | str, max_bytes: int) -> T:
-    if len(frame) > max_bytes:
+    size = len(frame)
+    if isinstance(frame, str) and size * 4 > max_bytes:  # a character is up to 4 UTF-8 bytes
+        size = len(frame.encode("utf-8", errors="surrogatepass"))
+    if size > max_bytes:
         raise RemoteProtocolError(
             ErrorCode.FRAME_TOO_LARGE,
-            f"frame of {len(frame)} bytes exceeds the limit of {max_bytes}",
+            f"frame of {size} bytes exceeds the limit of {max_bytes}",
             close_code=CloseCode.MESSAGE_TOO_BIG,
         )
     try:

@@ -8,9 +8,16 @@ welcome, resumed, rejected, ack, ping, pong, bye, closing) are never numbered an
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+# §5: sequence numbers start at 1; 0 means "nothing yet" where a count is acknowledged.
+Seq = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
+SeqOrZero = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+
+MAX_HISTORY_PAGE = 500
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
@@ -72,8 +79,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 class SeqRange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """An inclusive range of server sequence numbers (``first`` <= ``last``)."""
 
-    first: int
-    last: int
+    first: Seq
+    last: Seq
 
 
 class ResumeWarning(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -136,7 +143,7 @@ class Resume(_Message, tag="resume", frozen=True):
     session_id: str
     resume_token: str
     epoch: str
-    last_seq: int
+    last_seq: SeqOrZero
     """The highest server ``seq`` the client received with nothing missing before it."""
 
 
@@ -144,7 +151,7 @@ class UserMessage(_Message, tag="user_message", frozen=True):
     """A chat turn for the agent; answered by reply_chunk messages (§11)."""
 
     id: str
-    seq: int
+    seq: Seq
     text: str
 
 
@@ -152,34 +159,34 @@ class GetConversationHistory(_Message, tag="get_conversation_history", frozen=Tr
     """Ask for stored turns, newest first in pages: entries with index < ``before`` (§11)."""
 
     id: str
-    seq: int
-    before: int | None = None
-    limit: int = 50
+    seq: Seq
+    before: Count | None = None
+    limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_HISTORY_PAGE)] = 50
 
 
 class GetAgentContext(_Message, tag="get_agent_context", frozen=True):
     """Ask for the agent's stored context (§11)."""
 
     id: str
-    seq: int
+    seq: Seq
 
 
 class Ack(_Message, tag="ack", frozen=True):
     """Cumulative acknowledgement: every message of the peer's stream up to ``seq`` arrived (§5)."""
 
-    seq: int
+    seq: SeqOrZero
 
 
 class Ping(_Message, tag="ping", frozen=True):
     """Liveness probe; the peer answers with a pong carrying the same nonce (§9)."""
 
-    nonce: int
+    nonce: Count
 
 
 class Pong(_Message, tag="pong", frozen=True):
     """Answer to a ping."""
 
-    nonce: int
+    nonce: Count
 
 
 class Bye(_Message, tag="bye", frozen=True):
@@ -214,10 +221,10 @@ class Resumed(_Message, tag="resumed", frozen=True):
     session_id: str
     resume_token: str
     epoch: str
-    replay_from: int
+    replay_from: Seq
     """The next server ``seq`` the client will receive; replay starts here."""
-    replay_count: int
-    last_client_seq: int
+    replay_count: Count
+    last_client_seq: SeqOrZero
     """The highest client ``seq`` the server processed; the client resends what follows."""
     missed: SeqRange | None
     warnings: tuple[ResumeWarning, ...]
@@ -249,7 +256,7 @@ class Closing(_Message, tag="closing", frozen=True):
 class ReplyChunk(_Message, tag="reply_chunk", frozen=True):
     """One piece of the agent's streamed reply to a user message."""
 
-    seq: int
+    seq: Seq
     in_reply_to: str
     chunk_index: int
     text: str
@@ -259,7 +266,7 @@ class ReplyChunk(_Message, tag="reply_chunk", frozen=True):
 class ToolCall(_Message, tag="tool_call", frozen=True):
     """The agent called a tool while answering ``in_reply_to``."""
 
-    seq: int
+    seq: Seq
     in_reply_to: str
     call: ToolCallRecord
 
@@ -267,7 +274,7 @@ class ToolCall(_Message, tag="tool_call", frozen=True):
 class ConversationHistory(_Message, tag="conversation_history", frozen=True):
     """A page of stored turns, oldest first; ``next_before`` fetches the page before it."""
 
-    seq: int
+    seq: Seq
     in_reply_to: str
     entries: tuple[HistoryEntry, ...]
     total: int
@@ -278,7 +285,7 @@ class ConversationHistory(_Message, tag="conversation_history", frozen=True):
 class AgentContext(_Message, tag="agent_context", frozen=True):
     """The agent's stored context."""
 
-    seq: int
+    seq: Seq
     in_reply_to: str
     context: AgentContextData
     retrieval_ms: float
@@ -287,7 +294,7 @@ class AgentContext(_Message, tag="agent_context", frozen=True):
 class SecurityNotice(_Message, tag="security_notice", frozen=True):
     """The session was resumed from another client address (§10)."""
 
-    seq: int
+    seq: Seq
     code: Literal["ip_changed"]
     previous_ip: str
     current_ip: str
@@ -297,7 +304,7 @@ class SecurityNotice(_Message, tag="security_notice", frozen=True):
 class Duplicate(_Message, tag="duplicate", frozen=True):
     """A client message id that was already processed; it was not processed again (§6)."""
 
-    seq: int
+    seq: Seq
     in_reply_to: str
 
 
@@ -306,7 +313,7 @@ class Error(_Message, tag="error", frozen=True):
 
     code: str
     message: str
-    seq: int | None = None
+    seq: Seq | None = None
     in_reply_to: str | None = None
     retry_after_ms: int | None = None
 

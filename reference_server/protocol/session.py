@@ -85,6 +85,14 @@ class SessionConfig:
     used_tokens_kept: int = 64
     """How many consumed token hashes a session remembers to detect reuse (§7.2.1)."""
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.windows.full_s <= self.windows.resumable_s:
+            raise ValueError("windows: need 0 <= full_s <= resumable_s")
+        if not 0 < self.heartbeat.interval_s < self.heartbeat.timeout_s:
+            raise ValueError("heartbeat: need 0 < interval_s < timeout_s")
+        if self.limits.replay_buffer_max < 1 or self.limits.max_frame_bytes < 256:
+            raise ValueError("limits: replay_buffer_max >= 1 and max_frame_bytes >= 256")
+
 
 class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """A session's protocol state, for a durable store; the replay frames and processed
@@ -103,6 +111,7 @@ class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     previous_hash: str | None
     used_hashes: tuple[str, ...]
     replay_overflow_upto: int
+    last_heard: float = 0.0
 
 
 def negotiate_version(versions: tuple[int, ...]) -> int | None:
@@ -182,6 +191,7 @@ class ServerSession:
             previous_hash=self._previous_hash,
             used_hashes=tuple(self._used_hashes),
             replay_overflow_upto=self._replay_overflow_upto,
+            last_heard=self.last_heard,
         )
 
     @classmethod
@@ -196,7 +206,8 @@ class ServerSession:
         token_factory: TokenFactory = new_token,
     ) -> ServerSession:
         """Rebuild a session from a store after a restart. A session that was attached when
-        the server died is detached as of ``now``: its connection is certainly gone."""
+        the server died counts as dropped when it was last heard from, so the downtime counts
+        against its windows (§8)."""
         session = cls(
             session_id=snapshot.session_id,
             user_id=snapshot.user_id,
@@ -208,7 +219,11 @@ class ServerSession:
         )
         state = SessionState(snapshot.state)
         session.state = SessionState.DETACHED if state is SessionState.ATTACHED else state
-        session.detached_at = now if snapshot.detached_at is None else snapshot.detached_at
+        if snapshot.detached_at is not None:
+            session.detached_at = snapshot.detached_at
+        else:
+            session.detached_at = snapshot.last_heard or now
+        session.last_heard = snapshot.last_heard or now
         session.next_seq = snapshot.next_seq
         session.acked_seq = snapshot.acked_seq
         session.last_client_seq = snapshot.last_client_seq
