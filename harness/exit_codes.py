@@ -1,0 +1,15 @@
+"""Exit codes of the ``harness`` command line, shared by every subcommand."""
+
+from typing import Final
+
+OK: Final = 0
+"""Everything that was asked for ran and passed."""
+
+SCENARIO_FAILED: Final = 1
+"""The run completed, and at least one scenario failed its checks."""
+
+USAGE_ERROR: Final = 2
+"""Invalid input or usage: bad arguments, an invalid scenario file."""
+
+INFRASTRUCTURE_ERROR: Final = 3
+"""The harness could not do its job: a tool is missing, a server did not start."""
