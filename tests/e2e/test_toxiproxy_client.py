@@ -63,8 +63,12 @@ async def test_errors_are_infrastructure_errors(api: ToxiproxyClient) -> None:
 async def test_a_silent_server_times_out_instead_of_hanging() -> None:
     """A control API that never answers is an error after the timeout, not a hang."""
 
+    done = asyncio.Event()
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(10)
+        await done.wait()
+        writer.close()
+        await writer.wait_closed()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -73,4 +77,6 @@ async def test_a_silent_server_times_out_instead_of_hanging() -> None:
             with pytest.raises(ToxiproxyApiError, match="in time"):
                 await client.proxies()
     finally:
+        done.set()
         server.close()
+        await server.wait_closed()
