@@ -72,7 +72,7 @@ def _mix() -> tuple[list[bytes], list[bytes]]:
     ]
     server += [Ping(nonce=i) for i in range(8)]
     client: list[Any] = [Ack(seq=i) for i in range(60)]
-    client += [UserMessage(id=f"u{i}", seq=i, text="What is 2 plus 3?") for i in range(40)]
+    client += [UserMessage(id=f"u{i}", seq=i, text="What is 2 plus 3?") for i in range(1, 41)]
     return [codec.encode(m) for m in server], [codec.encode(m) for m in client]
 
 
