@@ -11,11 +11,13 @@ import shlex
 import sys
 from collections.abc import Callable
 
-from . import codec
+from . import codec, resume, throughput
 from .report import write_section
 
 BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "codec": lambda quick: codec.run(quick)[1],
+    "throughput": lambda quick: throughput.run(quick)[1],
+    "resume": lambda quick: resume.run(quick)[1],
 }
 
 

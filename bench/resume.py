@@ -1,0 +1,204 @@
+"""Resume latency: how long a dropped client takes to get its session back.
+
+``N`` cycles of ``AsyncClient.drop()`` (the transport is aborted, as a network drop would) then
+``resume()``, against the reference server in a child process, with the memory store and with
+the SQLite store. A cycle is timed from the start of ``resume()`` to the ``Attached`` event: a
+new TCP connection, the WebSocket handshake (with the bearer token checked), the ``resume``
+frame, the server's checks, token rotation and commit, and the ``resumed`` answer. The baseline,
+in the same run: ``N`` bare ``websockets.asyncio.client.connect()`` calls against
+``bench.echo_server``, timed from the call to the open connection (each is then closed).
+Figures are per-cycle percentiles, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import connect
+
+from reference_server.aio_client import AsyncClient
+from reference_server.launcher import ServerProcess
+from reference_server.protocol import Attached
+
+from .echo_server import EchoServerProcess
+from .throughput import (
+    CONNECT_OPTIONS,
+    BenchError,
+    Credentials,
+    credentials,
+    log_problems,
+    reference_server,
+)
+
+WARMUP = 5
+PAUSE_S = 0.002
+"""Untimed pause after each drop, so the server has seen the connection go (no takeover)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Latencies:
+    """Per-cycle latencies (seconds) and what the server reported about them."""
+
+    samples: list[float]
+    outcomes: Counter[str]
+    server: dict[str, float]
+
+    def percentile(self, p: float) -> float:
+        """Nearest-rank percentile."""
+        ordered = sorted(self.samples)
+        rank = max(1, min(len(ordered), -(-len(ordered) * p // 100)))
+        return ordered[int(rank) - 1]
+
+
+async def _server_metrics(url: str) -> dict[str, float]:
+    """Resume and takeover counters and the server-side resume time, from ``GET /metrics``."""
+    base = url.replace("ws://", "http://", 1).rsplit("/", 1)[0]
+    async with httpx.AsyncClient(trust_env=False, timeout=5) as http:
+        text = (await http.get(f"{base}/metrics")).text
+    found: dict[str, float] = {}
+    for name in (
+        "ws_resume_seconds_sum",
+        "ws_resume_seconds_count",
+        "ws_session_takeovers_total",
+    ):
+        match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        found[name] = float(match.group(1)) if match else float("nan")
+    return found
+
+
+async def measure_resumes(url: str, token: str, cycles: int) -> Latencies:
+    """Open a session, then ``cycles`` timed drop-and-resume cycles (after a few untimed)."""
+    client = AsyncClient(url, token)
+    samples: list[float] = []
+    outcomes: Counter[str] = Counter()
+    try:
+        attached = await client.connect()
+        if not isinstance(attached, Attached):
+            raise BenchError(f"hello refused: {attached}")
+        await client.chat("hello")  # a session with a conversation, everything acknowledged
+
+        async def cycle() -> tuple[float, Attached]:
+            await client.drop()
+            await asyncio.sleep(PAUSE_S)
+            start = time.perf_counter()
+            result = await client.resume()
+            elapsed = time.perf_counter() - start
+            if not isinstance(result, Attached):
+                raise BenchError(f"resume refused: {result}")
+            return elapsed, result
+
+        for _ in range(WARMUP):
+            await cycle()
+        before = await _server_metrics(url)
+        for _ in range(cycles):
+            elapsed, result = await cycle()
+            samples.append(elapsed)
+            outcomes[result.outcome] += 1
+        if client.errors:
+            raise BenchError(f"protocol errors: {client.errors}")
+        after = await _server_metrics(url)
+    finally:
+        with contextlib.suppress(Exception):
+            await client.bye()
+        await client.drop()
+    server = {name: after[name] - before[name] for name in after}
+    return Latencies(samples, outcomes, server)
+
+
+async def measure_opens(url: str, cycles: int) -> Latencies:
+    """``cycles`` timed bare ``connect()`` calls (after a few untimed), each closed after."""
+    samples: list[float] = []
+    for i in range(WARMUP + cycles):
+        start = time.perf_counter()
+        ws = await connect(url, **CONNECT_OPTIONS)
+        elapsed = time.perf_counter() - start
+        await ws.close()
+        if i >= WARMUP:
+            samples.append(elapsed)
+    return Latencies(samples, Counter(open=len(samples)), {})
+
+
+async def _measure(quick: bool) -> tuple[int, dict[str, Latencies], list[str]]:
+    cycles = 20 if quick else 300
+    creds: Credentials = credentials()
+    with tempfile.TemporaryDirectory(prefix="bench-resume-") as tmp:
+        workdir = Path(tmp)
+        async with contextlib.AsyncExitStack() as stack:
+            echo = await stack.enter_async_context(EchoServerProcess(frames=1, size=16))
+            memory: ServerProcess = await stack.enter_async_context(
+                reference_server("memory", creds, workdir, "memory")
+            )
+            sqlite: ServerProcess = await stack.enter_async_context(
+                reference_server(f"sqlite:{workdir / 'b.db'}", creds, workdir, "sqlite")
+            )
+            async with asyncio.timeout(120):
+                results = {
+                    "echo": await measure_opens(echo.url, cycles),
+                    "memory": await measure_resumes(memory.url, creds.token, cycles),
+                    "sqlite": await measure_resumes(sqlite.url, creds.token, cycles),
+                }
+            await stack.aclose()  # stop the servers, then read their logs
+            return cycles, results, log_problems(memory, sqlite)
+
+
+def _table(cycles: int, results: dict[str, Latencies], problems: list[str]) -> str:
+    labels = {
+        "echo": "bare websockets `connect()` to the echo server (baseline)",
+        "memory": "drop + resume, memory store",
+        "sqlite": "drop + resume, SQLite store",
+    }
+    base = results["echo"].percentile(50)
+    lines = [
+        f"{cycles} cycles per row (after {WARMUP} untimed), one client; each server in its "
+        "own child process; milliseconds.",
+        "",
+        "| cycle | p50 | p90 | p99 | max | p50 vs connect |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, lat in results.items():
+        p50, p90, p99 = (lat.percentile(p) * 1e3 for p in (50, 90, 99))
+        lines.append(
+            f"| {labels[name]} | {p50:.2f} | {p90:.2f} | {p99:.2f} "
+            f"| {max(lat.samples) * 1e3:.2f} | {lat.percentile(50) / base:.2f}x |"
+        )
+    lines.append("")
+    for name in ("memory", "sqlite"):
+        lat = results[name]
+        count = lat.server.get("ws_resume_seconds_count", 0.0)
+        mean = lat.server.get("ws_resume_seconds_sum", 0.0) / count * 1e3 if count else 0.0
+        outcomes = ", ".join(f"{n} {o}" for o, n in sorted(lat.outcomes.items()))
+        lines.append(
+            f"- {labels[name]}: outcomes {outcomes}; takeovers "
+            f"{lat.server.get('ws_session_takeovers_total', 0.0):.0f}; the server's own part "
+            f"(deciding the resume and queueing its replay, `ws_resume_seconds`) averages "
+            f"{mean:.3f} ms."
+        )
+    lines.append(
+        "- server logs: "
+        + (
+            "clean (nothing at WARNING or above)."
+            if not problems
+            else f"{len(problems)} problem line(s), first: `{problems[0][:200]}`"
+        )
+    )
+    return "\n".join(lines)
+
+
+def run(quick: bool = False) -> tuple[dict[str, Latencies], str]:
+    """Measure; return the latencies per row and a markdown table."""
+    cycles, results, problems = asyncio.run(_measure(quick))
+    return results, _table(cycles, results, problems)
+
+
+def main(argv: Sequence[str] = ()) -> str:
+    """Run and return the markdown table."""
+    return run(quick="--quick" in argv)[1]
