@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     a("--heartbeat-timeout", type=float, default=30.0)
     a("--replay-buffer", type=int, default=1024, help="numbered messages kept for replay")
     a("--max-frame-bytes", type=int, default=64 * 1024)
+    a("--max-frames-per-s", type=float, default=1000.0, help="flood limit per connection")
+    a("--frame-burst", type=int, default=2000, help="frames allowed in a burst")
     a("--chunk-delay", type=float, default=0.005, help="seconds between streamed reply chunks")
     a("--log-format", choices=["text", "json"], default="text")
     a("--log-level", default="INFO")
@@ -79,6 +81,8 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         trusted_proxies=tuple(args.trusted_proxy),
         reauth_max_age_s=args.reauth_max_age,
         chunk_delay_s=args.chunk_delay,
+        max_frames_per_s=args.max_frames_per_s,
+        frame_burst=args.frame_burst,
         log_format=args.log_format,
         planted_fault=args.plant_fault,
         session=SessionConfig(

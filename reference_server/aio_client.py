@@ -44,6 +44,10 @@ class HandshakeRefusedError(Exception):
         self.status, self.body, self.retry_after = status, body, retry_after
 
 
+class ConnectionLostError(Exception):
+    """The connection went away while a request waited for its answer."""
+
+
 class AsyncClient:
     """One protocol client; connect, resume and drop it as often as a test needs."""
 
@@ -57,7 +61,11 @@ class AsyncClient:
         token_in_query: bool = False,
         open_timeout: float = 5.0,
         on_gap: Literal["raise", "report"] = "raise",
+        ack_delay: float = 0.005,
+        ack_every: int = 32,
     ) -> None:
+        """Acks are cumulative (§5): one goes out ``ack_delay`` seconds after a delivery, or at
+        once after ``ack_every`` deliveries, or with the next request, whichever is first."""
         self.url = url
         self.token = token
         self.headers = dict(headers or {})
@@ -71,7 +79,12 @@ class AsyncClient:
         self.close_codes: list[int | None] = []
         self.ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._acker: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._ack_wanted = asyncio.Event()
+        self.ack_delay = ack_delay
+        self.ack_every = ack_every
+        self._since_ack = 0
 
     # --- what was seen -------------------------------------------------------------------
 
@@ -108,7 +121,9 @@ class AsyncClient:
                     return event
             return None
 
-        return await self.wait_for(answered, timeout, "welcome, resumed or rejected")
+        return await self.wait_for(
+            answered, timeout, "welcome, resumed or rejected", while_connected=True
+        )
 
     async def _open(self) -> None:
         await self.drop()
@@ -139,6 +154,7 @@ class AsyncClient:
                 response.headers.get("Retry-After"),
             ) from None
         self._reader = asyncio.create_task(self._read(self.ws))
+        self._acker = asyncio.create_task(self._ack_later(self.ws))
 
     async def drop(self) -> None:
         """Cut the connection abruptly (no close handshake), as a network drop would."""
@@ -164,6 +180,11 @@ class AsyncClient:
         await self.close()
 
     async def _stop_reader(self) -> None:
+        acker, self._acker = self._acker, None
+        if acker is not None:
+            acker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acker
         reader, self._reader = self._reader, None
         if reader is not None and reader is not asyncio.current_task():
             reader.cancel()
@@ -185,8 +206,14 @@ class AsyncClient:
                 except RemoteProtocolError as exc:
                     self.errors.append(exc)
                 self._changed.set()
-                for out in self.protocol.data_to_send():
+                self._since_ack += 1
+                batch = self._since_ack < self.ack_every
+                for out in self.protocol.data_to_send(include_ack=not batch):
                     await ws.send(out, text=True)
+                if not batch:
+                    self._since_ack = 0
+                elif self.protocol.ack_due:
+                    self._ack_wanted.set()
         except ConnectionClosed:
             pass
         finally:
@@ -194,6 +221,19 @@ class AsyncClient:
             if self.ws is ws:
                 self.ws = None
                 self._lost()
+
+    async def _ack_later(self, ws: ClientConnection) -> None:
+        while True:
+            await self._ack_wanted.wait()
+            await asyncio.sleep(self.ack_delay)
+            self._ack_wanted.clear()
+            if self.ws is not ws:
+                return
+            if self.protocol.ack_due and self.protocol.state is ClientState.ATTACHED:
+                self._since_ack = 0
+                with contextlib.suppress(ConnectionClosed):
+                    for out in self.protocol.data_to_send():
+                        await ws.send(out, text=True)
 
     async def _flush(self) -> None:
         frames = self.protocol.data_to_send()
@@ -208,13 +248,26 @@ class AsyncClient:
 
     # --- requests ------------------------------------------------------------------------
 
-    async def wait_for(self, predicate: Callable[[], T | None], timeout: float, what: str) -> T:
-        """Wait until ``predicate`` returns something other than None; TimeoutError after."""
+    async def wait_for(
+        self,
+        predicate: Callable[[], T | None],
+        timeout: float,
+        what: str,
+        *,
+        while_connected: bool = False,
+    ) -> T:
+        """Wait until ``predicate`` returns something other than None; TimeoutError after.
+
+        With ``while_connected``, a lost connection ends the wait at once with
+        ``ConnectionLostError`` instead of waiting out the timeout.
+        """
         async with asyncio.timeout(timeout):
             while True:
                 found = predicate()
                 if found is not None:
                     return found
+                if while_connected and not self.connected:
+                    raise ConnectionLostError(f"connection lost while waiting for {what}")
                 self._changed.clear()
                 await self._changed.wait()
         raise AssertionError("unreachable")  # pragma: no cover - for type checkers
@@ -233,7 +286,9 @@ class AsyncClient:
             done = any(isinstance(m, ReplyChunk) and m.final for m in reply)
             return reply if done else None
 
-        return await self.wait_for(complete, timeout, f"reply to {message_id}")
+        return await self.wait_for(
+            complete, timeout, f"reply to {message_id}", while_connected=True
+        )
 
     async def chat(self, text: str, timeout: float = 5.0) -> list[ServerSequenced]:
         """Send a chat turn and wait for its complete reply."""
@@ -263,4 +318,6 @@ class AsyncClient:
                     return message
             return None
 
-        return await self.wait_for(found, timeout, f"{kind.__name__} for {request_id}")
+        return await self.wait_for(
+            found, timeout, f"{kind.__name__} for {request_id}", while_connected=True
+        )

@@ -34,8 +34,8 @@ class ServerConfig:
     sweep_interval_s: float = 0.5
     handshake_timeout_s: float = 10.0
     max_connections: int = 20_000
-    max_frames_per_s: float = 200.0
-    frame_burst: int = 400
+    max_frames_per_s: float = 1000.0
+    frame_burst: int = 2000
     max_bad_frames: int = 20
     log_format: Literal["text", "json"] = "text"
     planted_fault: PlantedFault | None = None

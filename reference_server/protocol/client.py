@@ -330,9 +330,17 @@ class ClientProtocol:
 
     # --- sending -------------------------------------------------------------------------
 
-    def data_to_send(self) -> list[bytes]:
-        """Return and forget the frames to send, ending with one cumulative ack if one is due."""
-        if self._ack_pending:
+    @property
+    def ack_due(self) -> bool:
+        """Has something been delivered since the last ack was queued?"""
+        return self._ack_pending
+
+    def data_to_send(self, *, include_ack: bool = True) -> list[bytes]:
+        """Return and forget the frames to send, ending with one cumulative ack if one is due.
+
+        ``include_ack=False`` keeps a due ack for later, so an I/O layer can batch acks (§5).
+        """
+        if self._ack_pending and include_ack:
             self._outbox.append(codec.encode(Ack(seq=self.last_seq)))
             self._ack_pending = False
         frames, self._outbox = self._outbox, []
