@@ -65,7 +65,7 @@ async def advance_clock(
             proxy=None,
             ping_interval=None,
         ) as ws:
-            await ws.send(encoder.encode(AdvanceClock(seconds=seconds)), text=True)
+            await ws.send(encoder.encode(AdvanceClock(seconds=float(seconds))), text=True)
             reply = reply_decoder.decode(await ws.recv(decode=False))
     if isinstance(reply, AdminError):
         raise ValueError(reply.message)

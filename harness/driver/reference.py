@@ -1,0 +1,265 @@
+"""The driver for the reference protocol (docs/protocol.md), over ``AsyncClient``.
+
+It is the only module of the harness that knows the reference protocol's messages; it turns
+them into the neutral ``Outcome``, ``Delivery`` and ``Turn`` records and writes every
+operation into the run's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import msgspec
+
+from harness.driver.base import Anomalies, Delivery, DriverError, Outcome, Terms, Turn
+from harness.history import History
+from reference_server.aio_client import AsyncClient, ConnectionLostError, HandshakeRefusedError
+from reference_server.protocol import (
+    Attached,
+    Delivered,
+    DuplicateDelivery,
+    RejectedByServer,
+    SequenceGap,
+    UnnumberedError,
+)
+from reference_server.protocol.messages import (
+    AgentContext,
+    ConversationHistory,
+    ReplyChunk,
+    SecurityNotice,
+    ServerSequenced,
+    ToolCall,
+)
+
+HISTORY_PAGE = 200
+
+
+class ReferenceDriver:
+    """One client of a server that speaks the reference protocol."""
+
+    def __init__(self, name: str, url: str, token: str, history: History) -> None:
+        self.name = name
+        self.history = history
+        self.client = AsyncClient(url, token, on_gap="report")
+        self.terms: Terms | None = None
+        self.anomalies = Anomalies()
+        self._seen_events = 0
+        self._session_start = 0
+        self._errors_seen = 0
+
+    # --- what was seen -------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.client.connected
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """What the current session delivered (a fresh session starts a new stream)."""
+        self._collect()
+        events = self.client.events[self._session_start :]
+        return [_delivery(e.message) for e in events if isinstance(e, Delivered)]
+
+    @property
+    def security_notices(self) -> list[dict[str, str]]:
+        return [
+            {
+                "previous": e.message.previous_ip,
+                "current": e.message.current_ip,
+                "policy": e.message.policy,
+            }
+            for e in self.client.events[self._session_start :]
+            if isinstance(e, Delivered) and isinstance(e.message, SecurityNotice)
+        ]
+
+    def _collect(self) -> None:
+        """Turn protocol-level anomalies into neutral ones (once each)."""
+        events = self.client.events[self._seen_events :]
+        self._seen_events = len(self.client.events)
+        for event in events:
+            if isinstance(event, DuplicateDelivery):
+                self.anomalies.duplicates.append(event.seq)
+                self.history.event(self.name, "duplicate_delivery", position=event.seq)
+            elif isinstance(event, SequenceGap):
+                self.anomalies.gaps.append((event.expected, event.received - 1))
+                self.history.event(
+                    self.name, "undeclared_gap", first=event.expected, last=event.received - 1
+                )
+            elif isinstance(event, Delivered):
+                self.history.event(self.name, "deliver", position=event.message.seq)
+        for error in self.client.errors[self._errors_seen :]:
+            self.anomalies.protocol_errors.append(f"{error.error_code}: {error.message}")
+        self._errors_seen = len(self.client.errors)
+
+    # --- sessions ------------------------------------------------------------------------
+
+    def set_route(self, url: str, *, source_ip: str | None, forwarded_for: str | None) -> None:
+        """Where and how the next connection goes: URL, source address, X-Forwarded-For."""
+        self.client.url = url
+        self.client.source_ip = source_ip
+        if forwarded_for:
+            self.client.headers["X-Forwarded-For"] = forwarded_for
+        else:
+            self.client.headers.pop("X-Forwarded-For", None)
+
+    def set_token(self, token: str) -> None:
+        """Use a new credential from the next connection on."""
+        self.client.token = token
+
+    async def connect(self, timeout: float) -> Outcome:
+        self._collect()
+        self._session_start = len(self.client.events)
+        self.anomalies = Anomalies()
+        return await self._open("connect", self.client.connect, timeout)
+
+    async def resume(self, timeout: float) -> Outcome:
+        if self.client.connected:  # a half-open connection the client gives up on
+            await self.client.drop()
+        return await self._open("resume", self.client.resume, timeout)
+
+    async def _open(self, kind: str, how: Any, timeout: float) -> Outcome:
+        op = self.history.invoke(self.name, kind)
+        try:
+            answer = await how(timeout)
+        except HandshakeRefusedError as exc:
+            self.history.complete(op, "fail", error=str(exc))
+            raise DriverError(f"{kind}: handshake refused: {exc}") from None
+        except (OSError, TimeoutError, ConnectionLostError) as exc:
+            self.history.complete(op, "fail", error=f"{type(exc).__name__}: {exc}")
+            raise DriverError(f"{kind}: {type(exc).__name__}: {exc}") from None
+        self._collect()
+        if isinstance(answer, RejectedByServer):
+            self.history.complete(op, "ok", outcome="rejected", reason=answer.reason)
+            return Outcome(kind="rejected", reason=answer.reason)
+        outcome = _outcome(answer)
+        session = self.client.protocol.session
+        if session is not None:
+            self.terms = Terms(
+                full_window_s=session.windows.full_s,
+                resumable_window_s=session.windows.resumable_s,
+                ip_policy=session.ip_policy,
+                capabilities=frozenset(session.capabilities),
+            )
+        self.history.complete(
+            op, "ok", outcome=outcome.kind, warnings=list(outcome.warnings), gap_s=outcome.gap_s
+        )
+        return outcome
+
+    async def disconnect(self, how: Literal["close", "reset"]) -> None:
+        """Close cleanly, or reset the TCP connection (RST) as a broken network would."""
+        self.history.event(self.name, "disconnect", how=how)
+        if how == "close":
+            await self.client.close()
+            return
+        ws = self.client.ws
+        if ws is not None:
+            sock = ws.transport.get_extra_info("socket")
+            if sock is not None:  # SO_LINGER 0: close() sends RST instead of FIN
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await self.client.drop()
+
+    # --- requests ------------------------------------------------------------------------
+
+    async def send_message(self, text: str) -> str:
+        op = self.history.invoke(self.name, "send", text=text)
+        message_id = await self.client.send_user_message(text)
+        # Sent or queued for the resume: the outcome is known only when the reply comes.
+        self.history.complete(op, "info", message_id=message_id, connected=self.connected)
+        return message_id
+
+    async def await_reply(self, message_id: str, timeout: float) -> list[Delivery]:
+        op = self.history.invoke(self.name, "chat", message_id=message_id)
+        try:
+            reply = await self.client.reply_to(message_id, timeout)
+        except (TimeoutError, ConnectionLostError) as exc:
+            self._collect()
+            self.history.complete(op, "fail", error=f"{type(exc).__name__}: {exc}")
+            raise DriverError(f"no complete reply to {message_id}: {type(exc).__name__}") from None
+        self._collect()
+        self.history.complete(op, "ok", parts=len(reply))
+        return [_delivery(m) for m in reply]
+
+    async def fetch_history(self, timeout: float) -> list[Turn]:
+        """Every stored turn, oldest first, fetched page by page."""
+        op = self.history.invoke(self.name, "history")
+        turns: list[Turn] = []
+        before: int | None = None
+        try:
+            while True:
+                page: ConversationHistory = await self.client.history(before, HISTORY_PAGE, timeout)
+                turns[:0] = [Turn(e.index, e.role, e.message_id, e.text) for e in page.entries]
+                if page.next_before is None:
+                    break
+                before = page.next_before
+        except (TimeoutError, ConnectionLostError) as exc:
+            self.history.complete(op, "fail", error=f"{type(exc).__name__}: {exc}")
+            raise DriverError(f"history: {type(exc).__name__}") from None
+        self._collect()
+        self.history.complete(op, "ok", turns=len(turns))
+        return turns
+
+    async def fetch_context(self, timeout: float) -> Mapping[str, Any]:
+        op = self.history.invoke(self.name, "context")
+        try:
+            answer: AgentContext = await self.client.agent_context(timeout)
+        except (TimeoutError, ConnectionLostError) as exc:
+            self.history.complete(op, "fail", error=f"{type(exc).__name__}: {exc}")
+            raise DriverError(f"context: {type(exc).__name__}") from None
+        self._collect()
+        self.history.complete(op, "ok")
+        context: dict[str, Any] = msgspec.to_builtins(answer.context)
+        return context
+
+    async def send_raw(self, frame: str | bytes, timeout: float) -> tuple[str | None, int | None]:
+        """Send a frame as is on the current connection; report the answer and any close."""
+        ws = self.client.ws
+        if ws is None:
+            raise DriverError("send: not connected")
+        seen = len(self.client.events)
+        self.history.event(self.name, "send_raw", size=len(frame), binary=isinstance(frame, bytes))
+        with contextlib.suppress(Exception):
+            await ws.send(frame)
+
+        def answered() -> bool | None:
+            if any(isinstance(e, UnnumberedError) for e in self.client.events[seen:]):
+                return True
+            return True if not self.client.connected else None
+
+        with contextlib.suppress(TimeoutError):
+            await self.client.wait_for(answered, timeout, "an answer to the raw frame")
+        await asyncio.sleep(0)
+        errors = [e for e in self.client.events[seen:] if isinstance(e, UnnumberedError)]
+        code = errors[0].error.code if errors else None
+        close = (
+            self.client.close_codes[-1]
+            if not self.client.connected and self.client.close_codes
+            else None
+        )
+        return code, close
+
+
+def _outcome(attached: Attached) -> Outcome:
+    missed = (attached.missed.first, attached.missed.last) if attached.missed else None
+    return Outcome(
+        kind=attached.outcome,
+        warnings=tuple(w.code for w in attached.warnings),
+        gap_s=attached.gap_s,
+        replayed=attached.replay_count,
+        missed=missed,
+    )
+
+
+def _delivery(message: ServerSequenced) -> Delivery:
+    assert message.seq is not None
+    if isinstance(message, ReplyChunk):
+        return Delivery(message.seq, "reply", message.in_reply_to, message.text, message.final)
+    if isinstance(message, ToolCall):
+        return Delivery(message.seq, "tool_call", message.in_reply_to, message.call.result)
+    reply_to = getattr(message, "in_reply_to", None)
+    return Delivery(message.seq, message.__struct_config__.tag or "message", reply_to)  # type: ignore[arg-type]

@@ -1,0 +1,196 @@
+"""Rules that span a whole scenario: client names, routes, snapshot names, nesting.
+
+The per-struct rules live in the model (``__post_init__``); these need the scenario around a step.
+``cross_check`` returns every issue it finds, each with the path of the field it is about, so the
+loader can point at the line of that field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from harness.scenario.model import (
+    ChangeIp,
+    Chat,
+    ClientSpec,
+    Connect,
+    Drop,
+    Expect,
+    Parallel,
+    ReconnectFresh,
+    Repeat,
+    Resume,
+    Scenario,
+    Send,
+    Snapshot,
+    Step,
+)
+from harness.scenario.problems import closest
+
+__all__ = ["Issue", "cross_check"]
+
+FieldPath = tuple[str | int, ...]
+
+# Drops the client does to its own socket; the others act on every connection through the
+# scenario's proxy (half_open, proxy_down) or on the target (server_restart). docs/toxiproxy.md.
+_PER_CONNECTION_DROPS = frozenset({"close", "reset"})
+_PROXY_ONLY_DROPS = frozenset({"half_open", "proxy_down"})
+# The steps that act on one client (``client``; omitted: the only one).
+_WITH_CLIENT = (Connect, Chat, Send, Drop, ChangeIp, Resume, ReconnectFresh, Snapshot, Expect)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Issue:
+    """A rule that does not hold at ``path`` (``("steps", 3, "client")``)."""
+
+    path: FieldPath
+    message: str
+    suggestion: str | None = None
+
+
+def cross_check(scenario: Scenario) -> list[Issue]:
+    """Every issue of the scenario as a whole, in the order of the file."""
+    return _Checker(scenario).run()
+
+
+class _Checker:
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.clients: dict[str, ClientSpec] = {}
+        self.snapshots: list[str] = []
+        self.issues: list[Issue] = []
+
+    def run(self) -> list[Issue]:
+        for index, client in enumerate(self.scenario.clients):
+            if client.name in self.clients:
+                first = [c.name for c in self.scenario.clients].index(client.name)
+                self.issues.append(
+                    Issue(
+                        ("clients", index, "name"),
+                        f"client `{client.name}` is declared twice (first as clients[{first}])",
+                    )
+                )
+            else:
+                self.clients[client.name] = client
+        self._steps(self.scenario.steps, ("steps",), in_parallel=False)
+        return self.issues
+
+    def _steps(self, steps: tuple[Step, ...], path: FieldPath, *, in_parallel: bool) -> None:
+        for index, step in enumerate(steps):
+            self._step(step, (*path, index), in_parallel=in_parallel)
+
+    def _step(self, step: Step, path: FieldPath, *, in_parallel: bool) -> None:
+        if isinstance(step, Parallel):
+            if in_parallel:
+                self.issues.append(Issue(path, "`parallel` steps cannot be nested"))
+            self._steps(step.steps, (*path, "steps"), in_parallel=True)
+            return
+        if isinstance(step, Repeat):
+            self._steps(step.steps, (*path, "steps"), in_parallel=in_parallel)
+            return
+        client = self._client(step, path, in_parallel=in_parallel)
+        if isinstance(step, ChangeIp) and step.source is not None:
+            self._check_source(step, path, client, in_parallel=in_parallel)
+        if isinstance(step, Drop) and step.how in _PROXY_ONLY_DROPS:
+            self._check_proxied(step, path, client)
+        if isinstance(step, Snapshot):
+            self.snapshots.append(step.name)
+        if isinstance(step, Expect):
+            self._check_snapshot_names(step, path)
+
+    def _client(self, step: Step, path: FieldPath, *, in_parallel: bool) -> ClientSpec | None:
+        """The client the step acts on (``None`` inside ``parallel`` or when it has none)."""
+        if not isinstance(step, _WITH_CLIENT):
+            return None
+        name = step.client
+        declared = list(self.clients)
+        if in_parallel:
+            if name is not None:
+                self.issues.append(
+                    Issue(
+                        (*path, "client"),
+                        "inside `parallel` the steps act on each of its own clients; remove"
+                        " `client`",
+                    )
+                )
+            return None
+        if name is not None:
+            if name not in self.clients:
+                self.issues.append(
+                    Issue(
+                        (*path, "client"),
+                        f"unknown client `{name}` (declared: {', '.join(declared)})",
+                        closest(name, declared),
+                    )
+                )
+                return None
+            return self.clients[name]
+        if len(declared) == 1:
+            return self.clients[declared[0]]
+        if _needs_client(step):
+            self.issues.append(
+                Issue(
+                    (*path, "client"),
+                    f"this step needs `client`: the scenario declares {len(declared)} clients"
+                    f" ({', '.join(declared)})",
+                )
+            )
+        return None
+
+    def _check_source(
+        self, step: ChangeIp, path: FieldPath, client: ClientSpec | None, *, in_parallel: bool
+    ) -> None:
+        if in_parallel:
+            who = "the clients of `parallel` go"
+        elif client is not None and client.route == "proxy":
+            who = f"client `{client.name}` goes"
+        else:
+            return
+        self.issues.append(
+            Issue(
+                (*path, "source"),
+                f"`source` only works on the direct route, and {who} through the proxy, where"
+                " the target sees the proxy's address: use `forwarded_for`, or give the client"
+                " `route: direct`",
+            )
+        )
+
+    def _check_proxied(self, step: Drop, path: FieldPath, client: ClientSpec | None) -> None:
+        if client is not None and client.route == "direct":
+            self.issues.append(
+                Issue(
+                    (*path, "how"),
+                    f"`how: {step.how}` acts on the proxy, and client `{client.name}` is on the"
+                    " direct route, so it would not notice (give it `route: proxy`)",
+                )
+            )
+
+    def _check_snapshot_names(self, step: Expect, path: FieldPath) -> None:
+        references: list[tuple[FieldPath, str]] = []
+        if step.context is not None:
+            for field in ("equals", "against"):
+                name = getattr(step.context, field)
+                if name is not None:
+                    references.append(((*path, "context", field), name))
+        for index, metric in enumerate(step.metrics):
+            for position, name in enumerate(metric.between or ()):
+                references.append(((*path, "metrics", index, "between", position), name))
+        for field_path, name in references:
+            if name not in self.snapshots:
+                known = sorted(set(self.snapshots))
+                taken = f" (taken so far: {', '.join(known)})" if known else ""
+                self.issues.append(
+                    Issue(
+                        field_path,
+                        f"no snapshot named `{name}` is taken before this step{taken}",
+                        closest(name, known),
+                    )
+                )
+
+
+def _needs_client(step: Step) -> bool:
+    if isinstance(step, Expect):
+        return step.needs_client
+    if isinstance(step, Drop):
+        return step.how in _PER_CONNECTION_DROPS
+    return True
