@@ -100,6 +100,39 @@ def run_selfcheck(args: argparse.Namespace) -> int:
 
 # -- registry -------------------------------------------------------------------------------
 
+
+def _scenario_commands() -> tuple[Command, ...]:
+    from harness import commands
+
+    return (
+        Command(
+            "run",
+            "run scenarios and write report.md, junit.xml and results.json",
+            commands.run_scenarios,
+            commands.add_run_arguments,
+        ),
+        Command(
+            "validate",
+            "check scenario files without running them",
+            commands.validate,
+            commands.add_paths_argument,
+        ),
+        Command(
+            "list",
+            "list scenarios: file, name, tags, steps",
+            commands.list_scenarios,
+            commands.add_paths_argument,
+        ),
+        Command("schema", "print the JSON Schema of scenario files (for editors)", commands.schema),
+        Command(
+            "report",
+            "rebuild report.md or junit.xml from results.json; merge shards",
+            commands.report,
+            commands.add_report_arguments,
+        ),
+    )
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         name="doctor",
@@ -114,6 +147,7 @@ COMMANDS: tuple[Command, ...] = (
         run=run_selfcheck,
         add_arguments=_selfcheck_arguments,
     ),
+    *_scenario_commands(),
 )
 
 

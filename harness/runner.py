@@ -247,15 +247,30 @@ class ScenarioRun:
         return "new session"
 
     async def _chat(self, client: ClientState, step: m.Chat) -> str:
+        if step.expect == "queued" and client.driver.connected:
+            raise StepFailedError("a disconnected client (messages to queue)", "it is connected")
         for _ in range(step.messages):
             self._chat_counter += 1
             n = self._chat_counter
             text = step.text or f"message {n}: what is {n} + {n * 2}"
             message_id = await client.driver.send_message(text)
             client.sent.append((message_id, text))
-            reply = await client.driver.await_reply(message_id, step.timeout)
+            if step.expect == "queued":
+                continue
+            try:
+                reply = await client.driver.await_reply(message_id, step.timeout)
+            except DriverError as exc:
+                if step.expect == "timeout":
+                    return f"no complete reply within {step.timeout:g} s, as expected ({exc})"
+                raise
+            if step.expect == "timeout":
+                raise StepFailedError(
+                    f"no complete reply within {step.timeout:g} s", f"a reply of {len(reply)} parts"
+                )
             if not reply or not reply[-1].final:
                 raise StepFailedError("a complete reply", f"{len(reply)} parts without a final one")
+        if step.expect == "queued":
+            return f"{step.messages} message(s) queued while disconnected"
         return f"{step.messages} message(s) answered"
 
     async def _send(self, client: ClientState, step: m.Send) -> str:
@@ -329,7 +344,7 @@ class ScenarioRun:
             await self._until_server_noticed()
             await self.target.advance_clock(seconds)
             self.virtual_seconds += seconds
-            self.history.event("clock", "advance", seconds=seconds)
+            self.history.event("clock", "advance", seconds=float(seconds))
             return f"{seconds:g} s of virtual time"
         await asyncio.sleep(seconds)
         return f"{seconds:g} s of real time"
@@ -353,7 +368,14 @@ class ScenarioRun:
         return f"next connection from {step.source or 'X-Forwarded-For ' + str(step.forwarded_for)}"
 
     async def _resume(self, client: ClientState, step: m.Resume) -> str:
-        outcome = await client.driver.resume(timeout=step.timeout)
+        try:
+            outcome = await client.driver.resume(timeout=step.timeout)
+        except DriverError as exc:
+            if step.expect == "unreachable":
+                return f"unreachable, as expected: {exc}"
+            raise
+        if step.expect == "unreachable":
+            raise StepFailedError("the target to be unreachable", f"resume {outcome.kind}")
         client.outcomes.append(outcome)
         if outcome.missed:
             client.missed.append(outcome.missed)
@@ -437,8 +459,19 @@ class ScenarioRun:
             )
         for metric in step.metrics:
             verdicts.append(await self._expect_metric(metric))
-        result.verdicts = verdicts
         failed = [v for v in verdicts if not v.passed]
+        if step.must_fail:  # rename, so summaries do not count these as the target's checks
+            verdicts = [
+                Verdict(f"{v.check} (must fail)", v.passed, v.message, v.evidence) for v in verdicts
+            ]
+        result.verdicts = verdicts
+        if step.must_fail:
+            if not failed:
+                raise StepFailedError(
+                    "the checks to catch the planted fault",
+                    "every check passed: " + "; ".join(v.message for v in verdicts),
+                )
+            return "caught, as it must be: " + "; ".join(v.message for v in failed)
         if failed:
             first = failed[0]
             raise StepFailedError(f"{first.check} to hold", first.message, first.evidence)

@@ -127,14 +127,22 @@ async def run_scenario(
     history = History()
     wanted = options.clock or scenario.clock
     target: Target
-    if options.target_url:
-        target = ExternalTarget(options.target_url, options.token_env, options.admin_token_env)
-    else:
-        embedded = EmbeddedTarget(
-            virtual_clock=wanted != "real", extra_args=("--trusted-proxy", "127.0.0.1/32")
-        )
-        target = embedded
     result = ScenarioResult(scenario.name, str(path), "error", None, tags=scenario.tags)
+    if options.target_url:
+        if scenario.plant_fault or scenario.server_args:
+            result.status = "skipped"
+            result.error = "needs the embedded reference server (plant_fault or server_args)"
+            return result
+        try:
+            target = ExternalTarget(options.target_url, options.token_env, options.admin_token_env)
+        except HarnessInfrastructureError as exc:
+            result.error = f"infrastructure: {exc}"
+            return result
+    else:
+        args = ["--trusted-proxy", "127.0.0.1/32", *scenario.server_args]
+        if scenario.plant_fault:
+            args += ["--plant-fault", scenario.plant_fault]
+        target = EmbeddedTarget(virtual_clock=wanted != "real", extra_args=tuple(args))
     faults = FaultLayer(api, history, scenario.name)
     try:
         if isinstance(target, EmbeddedTarget):
@@ -181,4 +189,6 @@ def _has(target: Target, capability: str) -> bool:
         return target.can_restart
     if capability == "virtual_clock":
         return target.can_control_clock
+    if capability == "embedded":
+        return isinstance(target, EmbeddedTarget)
     return True

@@ -195,4 +195,10 @@ def merge(records: list[RunRecord]) -> RunRecord:
 
 def _plain(value: Any) -> Any:
     """Make evidence JSON-safe (tuples to lists, unknown objects to text)."""
-    return msgspec.json.decode(msgspec.json.encode(value, enc_hook=str))
+    return msgspec.json.decode(msgspec.json.encode(value, enc_hook=_to_json))
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, float):  # float subclasses such as Duration
+        return float(value)
+    return str(value)

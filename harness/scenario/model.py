@@ -245,6 +245,10 @@ class Chat(_Step, tag="chat", frozen=True, kw_only=True):
     messages: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     text: str | None = None
     timeout: Duration = _seconds(5.0)
+    expect: Literal["reply", "timeout", "queued"] = "reply"
+    """``reply``: each message is answered in time. ``timeout``: no complete reply comes in
+    time (the network is broken on purpose). ``queued``: the client is disconnected, so the
+    messages wait for the next resume (their replies are checked by later steps)."""
 
 
 class Send(_Step, tag="send", frozen=True, kw_only=True):
@@ -393,7 +397,7 @@ class Resume(_Step, tag="resume", frozen=True, kw_only=True):
     """Reconnect and resume the client's session; ``expect`` is the outcome it must get."""
 
     client: str | None = None
-    expect: Literal["full", "degraded", "rejected", "any"] = "full"
+    expect: Literal["full", "degraded", "rejected", "unreachable", "any"] = "full"
     reason: NonEmptyStr | None = None
     warnings: tuple[str, ...] | None = None
     timeout: Duration = _seconds(5.0)
@@ -449,6 +453,9 @@ class Expect(_Step, tag="expect", frozen=True, kw_only=True):
     latency: tuple[LatencyExpect, ...] = ()
     metrics: tuple[MetricExpect, ...] = ()
     delivery: DeliveryExpect | None = None
+    must_fail: bool = False
+    """Invert the step: it passes only when a check fails. For scenarios that prove the
+    harness catches a fault planted in the target (``Scenario.plant_fault``)."""
 
     def __post_init__(self) -> None:
         parts = (self.history, self.context, self.resume, self.delivery)
@@ -527,6 +534,16 @@ class Scenario(_Model, frozen=True, kw_only=True):
     )
     steps: Annotated[tuple[Step, ...], msgspec.Meta(min_length=1)]
     requires: tuple[NonEmptyStr, ...] = ()
+    plant_fault: (
+        Literal[
+            "skip_replay", "duplicate_replay", "never_expire", "ignore_ip_policy", "reusable_token"
+        ]
+        | None
+    ) = None
+    """Start the embedded reference server with this protocol rule broken on purpose, to prove
+    the scenario's checks catch it. A target that is not the embedded one SKIPS the scenario."""
+    server_args: tuple[str, ...] = ()
+    """Extra options for the embedded reference server (e.g. ``--ip-policy deny``)."""
 
     def needed_capabilities(self) -> frozenset[str]:
         """``requires`` plus what the scenario itself implies: ``virtual_clock``, ``restart``."""
@@ -535,6 +552,8 @@ class Scenario(_Model, frozen=True, kw_only=True):
             needed.add("virtual_clock")
         if any(isinstance(s, Drop) and s.how == "server_restart" for s in iter_steps(self.steps)):
             needed.add("restart")
+        if self.plant_fault or self.server_args:
+            needed.add("embedded")
         return frozenset(needed)
 
 

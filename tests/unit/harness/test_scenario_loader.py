@@ -398,7 +398,7 @@ def test_error_in_a_shorthand_points_at_the_value() -> None:
             3,
             13,
             "steps[0].expect",
-            "invalid value 'ful'; expected one of: any, degraded, full, rejected",
+            "invalid value 'ful'; expected one of: any, degraded, full, rejected, unreachable",
             "full",
         ),
     ] == problems("name: t\nsteps:\n  - resume: ful\n")

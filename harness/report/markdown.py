@@ -1,0 +1,264 @@
+"""``report.md``: the execution report a team puts in a pull request.
+
+Built only from a ``RunRecord`` (results.json): every figure in it was measured in that run.
+It follows the original execution report's shape (summary, failures, per-scenario results,
+performance, environment, recommendations) and adds a fault timeline per scenario.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+
+from harness.report.results import OPERATIONS, OpRecord, RunRecord, ScenarioRecord, StepRecord
+
+_ICON = {"passed": "✅", "failed": "❌", "error": "⚠️", "skipped": "⏭️"}
+_HINTS = {
+    "delivery": "a message was lost, doubled or reordered on the way to the client: check the "
+    "replay buffer and the resume's starting point",
+    "history": "the stored conversation differs from what the client sent: check that each "
+    "request is stored once, before it is acknowledged",
+    "context": "agent state changed across the reconnection: check what the store keeps and "
+    "what expiry or restore drops",
+    "windows": "the resume outcome disagrees with the windows the server advertised",
+    "latency": "an operation was slower than its threshold",
+    "metrics": "a server metric crossed its threshold",
+    "resume": "the resume outcome was not the expected one",
+}
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def render(record: RunRecord) -> str:
+    """The whole report."""
+    totals = record.totals
+    result = "✅ ALL PASSED" if record.passed else "❌ FAILURES"
+    lines = [
+        "# WebSocket session-continuity execution report",
+        "",
+        f"**Suite:** `{record.suite or 'scenarios'}`  ",
+        f"**Date:** {record.started}  ",
+        f"**Target:** {record.environment.get('target', 'unknown')}  ",
+        f"**Scenarios:** {totals['total']} — {totals['passed']} passed, {totals['failed']} failed, "
+        f"{totals['error']} errors, {totals['skipped']} skipped  ",
+        f"**Result:** {result}  ",
+        f"**Wall time:** {record.seconds:.1f} s" + _virtual_note(record.scenarios),
+        "",
+        "## Summary",
+        "",
+        *_summary(record),
+        "",
+    ]
+    lines += _failures(record.scenarios)
+    lines += ["## Results per scenario", ""]
+    for scenario in record.scenarios:
+        lines += _scenario(scenario)
+    lines += _performance(record.scenarios)
+    lines += ["## Environment", ""]
+    lines += [f"- **{k}:** {v}" for k, v in record.environment.items()]
+    lines += [f"- **seed:** {record.seed}" if record.seed is not None else "- **seed:** none given"]
+    clocks = sorted({s.clock or "none" for s in record.scenarios})
+    lines += [f"- **clock:** {', '.join(clocks)}", f"- **tool:** {record.tool}", ""]
+    lines += _recommendations(record.scenarios)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _virtual_note(scenarios: Sequence[ScenarioRecord]) -> str:
+    virtual = sum(s.virtual_seconds for s in scenarios)
+    return f" (while {virtual / 60:.1f} min of virtual time passed)" if virtual else ""
+
+
+def _summary(record: RunRecord) -> list[str]:
+    out: list[str] = []
+    resumes = [
+        op for s in record.scenarios for op in s.history if op.kind == "resume" and op.phase == "ok"
+    ]
+    accepted = [op for op in resumes if op.data.get("outcome") in ("full", "degraded")]
+    if resumes:
+        full = sum(op.data.get("outcome") == "full" for op in resumes)
+        degraded = sum(op.data.get("outcome") == "degraded" for op in resumes)
+        rejected = len(resumes) - len(accepted)
+        out.append(
+            f"- **Resumes:** {len(resumes)}: {full} full, {degraded} degraded, {rejected} rejected."
+        )
+    delivery = [
+        v for s in record.scenarios for st in s.steps for v in st.verdicts if v.check == "delivery"
+    ]
+    if delivery:
+        kept = sum(v.passed for v in delivery)
+        out.append(
+            f"- **Continuity:** {kept} of {len(delivery)} delivery checks found every message "
+            f"once and in order ({kept / len(delivery):.0%})."
+        )
+    ratios = [
+        (st.path, s.name, v.evidence.get("ratio"))
+        for s in record.scenarios
+        for st in s.steps
+        for v in st.verdicts
+        if v.check == "context" and v.evidence.get("ratio") is not None
+    ]
+    if ratios:
+        values = [float(r) for _, _, r in ratios if r is not None]
+        out.append(
+            f"- **Context preserved:** lowest {min(values):.1%} over {len(values)} checks "
+            f"(mean {statistics.fmean(values):.1%})."
+        )
+    durations = [d for s in record.scenarios for d in s.durations.get("resume", [])]
+    if durations:
+        out.append(
+            f"- **Resume latency:** p50 {_ms(percentile(durations, 50))}, p95 "
+            f"{_ms(percentile(durations, 95))}, max {_ms(max(durations))} "
+            f"({len(durations)} resumes)."
+        )
+    return out or ["- Nothing was measured."]
+
+
+def _failures(scenarios: Sequence[ScenarioRecord]) -> list[str]:
+    bad = [s for s in scenarios if s.status in ("failed", "error")]
+    if not bad:
+        return []
+    lines = ["## Failures", ""]
+    for scenario in bad:
+        step = next((st for st in scenario.steps if st.status in ("failed", "error")), None)
+        lines.append(f"### {_ICON[scenario.status]} {scenario.name}")
+        lines.append("")
+        lines.append(f"- **File:** `{scenario.file}`")
+        if step is not None:
+            lines.append(f"- **Step {step.path}** (`{step.kind}`): {step.message}")
+            if step.expected:
+                lines.append(f"- **Expected:** {step.expected}")
+                lines.append(f"- **Seen:** {step.seen}")
+            failed = next((v for v in step.verdicts if not v.passed), None)
+            if failed is not None and failed.evidence:
+                evidence = ", ".join(f"{k}={v}" for k, v in failed.evidence.items())
+                lines.append(f"- **Evidence:** {evidence}")
+            hint = _HINTS.get(failed.check if failed else "", "")
+            if hint:
+                lines.append(f"- **Hint:** {hint}")
+        if scenario.error:
+            lines.append(f"- **Error:** {scenario.error}")
+        lines.append("")
+    return lines
+
+
+def _scenario(scenario: ScenarioRecord) -> list[str]:
+    lines = [
+        f"### {_ICON.get(scenario.status, '')} {scenario.name}",
+        "",
+        f"`{scenario.file}` — {scenario.status.upper()} in {scenario.seconds:.2f} s"
+        + (f", {scenario.virtual_seconds:g} s virtual" if scenario.virtual_seconds else "")
+        + (f" — {scenario.error}" if scenario.error else ""),
+        "",
+    ]
+    if scenario.steps:
+        lines += ["| step | kind | result | what happened |", "|---|---|---|---|"]
+        for step in scenario.steps:
+            message = step.message.replace("|", "\\|")
+            lines.append(f"| {step.path} | {step.kind} | {step.status} | {message} |")
+        lines.append("")
+    timeline = _timeline(scenario.history)
+    if timeline:
+        lines += ["<details><summary>Fault timeline</summary>", "", *timeline, "", "</details>", ""]
+    return lines
+
+
+def _timeline(ops: Iterable[OpRecord], limit: int = 60) -> list[str]:
+    """A mermaid sequence diagram of connections, faults, clock jumps and resumes."""
+    notes: list[str] = []
+    for op in ops:
+        t = f"{op.time:.2f}s"
+        if op.client == "fault" and op.kind not in ("proxy_created", "proxy_deleted"):
+            detail = op.data.get("type") or ""
+            notes.append(f"    Note over Proxy: {t} {op.kind} {detail}".rstrip())
+        elif op.client == "clock":
+            notes.append(f"    Note over Server: {t} clock +{op.data.get('seconds', 0):g}s")
+        elif op.kind in ("connect", "resume") and op.phase in ("ok", "fail"):
+            outcome = op.data.get("outcome") or "failed"
+            reason = op.data.get("reason")
+            notes.append(
+                f"    Client->>Server: {t} {op.kind} {outcome}" + (f" ({reason})" if reason else "")
+            )
+        elif op.kind == "disconnect":
+            notes.append(f"    Client--xProxy: {t} {op.data.get('how')}")
+        elif op.kind in ("duplicate_delivery", "undeclared_gap"):
+            notes.append(f"    Server-->>Client: {t} {op.kind} {op.data}")
+    if not notes:
+        return []
+    if len(notes) > limit:
+        notes = [*notes[:limit], f"    Note over Client: ... {len(notes) - limit} more events"]
+    return [
+        "```mermaid",
+        "sequenceDiagram",
+        "    participant Client",
+        "    participant Proxy",
+        "    participant Server",
+        *notes,
+        "```",
+    ]
+
+
+def _performance(scenarios: Sequence[ScenarioRecord]) -> list[str]:
+    rows = []
+    for operation in OPERATIONS:
+        values = [d for s in scenarios for d in s.durations.get(operation, [])]
+        if values:
+            rows.append(
+                f"| {operation} | {len(values)} | {_ms(percentile(values, 50))} | "
+                f"{_ms(percentile(values, 95))} | {_ms(max(values))} |"
+            )
+    if not rows:
+        return []
+    return [
+        "## Performance",
+        "",
+        "Measured by the harness's client, through the proxy, in this run.",
+        "",
+        "| operation | count | p50 | p95 | max |",
+        "|---|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+
+
+def _recommendations(scenarios: Sequence[ScenarioRecord]) -> list[str]:
+    items: list[str] = []
+    for scenario in scenarios:
+        step: StepRecord | None = next(
+            (st for st in scenario.steps if st.status in ("failed", "error")), None
+        )
+        if step is None:
+            continue
+        failed = next((v for v in step.verdicts if not v.passed), None)
+        check = failed.check if failed else step.kind
+        hint = _HINTS.get(check, f"investigate the `{step.kind}` step")
+        items.append(f"- **{scenario.name}**, step {step.path}: {hint}.")
+    for scenario in scenarios:
+        for step in scenario.steps:
+            for verdict in step.verdicts:
+                ratio = verdict.evidence.get("ratio")
+                if (
+                    verdict.passed
+                    and verdict.check == "context"
+                    and ratio is not None
+                    and ratio < 1
+                ):
+                    items.append(
+                        f"- **{scenario.name}**: context kept {float(ratio):.1%}, close to its "
+                        "threshold; find out which values were lost."
+                    )
+    if not items:
+        return [
+            "## Recommendations",
+            "",
+            "- None: nothing failed or came close to a threshold.",
+            "",
+        ]
+    return ["## Recommendations", "", *items, ""]
