@@ -383,10 +383,22 @@ class ReferenceServer:
     async def _serve(self, host: SessionHost, ws: ServerConnection) -> None:
         """Run one attached connection until it closes or the session moves elsewhere."""
         connection_id = host.session.connection_id
-        writer = asyncio.create_task(self._write(host, ws, connection_id))
+        # The writer's batches and this loop's errors never interleave, and an error follows
+        # whatever the session queued before it (a welcome, a resumed and its replay, replies).
+        sending = asyncio.Lock()
+        writer = asyncio.create_task(self._write(host, ws, connection_id, sending))
         host.wake.set()
         bucket = _TokenBucket(self.config.max_frames_per_s, self.config.frame_burst)
         bad_frames = 0
+
+        async def answer_error(code: str, message: str, close_code: int | None = None) -> None:
+            async with sending:
+                await self._flush(host, ws, connection_id)
+                if close_code is None:
+                    await self._send_error(ws, code, message)
+                else:
+                    await self._fail(ws, code, message, close_code)
+
         try:
             while host.ws is ws:
                 frame = await ws.recv()
@@ -394,13 +406,13 @@ class ReferenceServer:
                 if host.ws is not ws:
                     break
                 if not bucket.take(time.monotonic()):
-                    await self._fail(
-                        ws, ErrorCode.RATE_LIMITED, "too many frames", CloseCode.POLICY_VIOLATION
+                    await answer_error(
+                        ErrorCode.RATE_LIMITED, "too many frames", CloseCode.POLICY_VIOLATION
                     )
                     break
                 if isinstance(frame, bytes):
-                    await self._fail(
-                        ws, ErrorCode.BINARY_FRAME, "text frames only", CloseCode.UNSUPPORTED_DATA
+                    await answer_error(
+                        ErrorCode.BINARY_FRAME, "text frames only", CloseCode.UNSUPPORTED_DATA
                     )
                     break
                 try:
@@ -413,9 +425,9 @@ class ReferenceServer:
                     log.info("bad frame on session %s: %s", host.session.session_id, exc.message)
                     bad_frames += 1
                     if exc.error_code in _FATAL_ERRORS or bad_frames > self.config.max_bad_frames:
-                        await self._fail(ws, exc.error_code, exc.message, _close_code(exc))
+                        await answer_error(exc.error_code, exc.message, _close_code(exc))
                         break
-                    await self._send_error(ws, exc.error_code, exc.message)
+                    await answer_error(exc.error_code, exc.message)
                     continue
                 await self._react(host, events)
                 host.wake.set()
@@ -431,13 +443,21 @@ class ReferenceServer:
                     host.session.connection_lost(self.clock.now())
                     self._commit(host)
 
-    async def _write(self, host: SessionHost, ws: ServerConnection, connection_id: int) -> None:
-        """The only writer of one connection: sends the session's frames in order."""
+    async def _write(
+        self, host: SessionHost, ws: ServerConnection, connection_id: int, sending: asyncio.Lock
+    ) -> None:
+        """The writer of one connection: sends the session's frames in order."""
         while True:
             await host.wake.wait()
             host.wake.clear()
             if host.ws is not ws or host.session.connection_id != connection_id:
                 return
+            async with sending:
+                await self._flush(host, ws, connection_id)
+
+    async def _flush(self, host: SessionHost, ws: ServerConnection, connection_id: int) -> None:
+        """Send what the session queued, if this connection still carries it."""
+        if host.ws is ws and host.session.connection_id == connection_id:
             for frame in host.session.data_to_send():
                 await ws.send(frame, text=True)
                 self.metrics.messages_out.inc()
