@@ -646,13 +646,13 @@ class ReferenceServer:
     async def _reject(self, ws: ServerConnection, rejected: Any, close_code: int) -> None:
         with contextlib.suppress(ConnectionClosed):
             await ws.send(codec.encode(rejected), text=True)
-            await ws.close(close_code, rejected.reason)
+            await _close(ws, close_code, rejected.reason)
 
     async def _fail(self, ws: ServerConnection, code: str, message: str, close_code: int) -> None:
         self.metrics.errors.labels(code).inc()
         with contextlib.suppress(ConnectionClosed):
             await self._send_error(ws, code, message)
-            await ws.close(close_code, code)
+            await _close(ws, close_code, code)
 
     async def _send_error(self, ws: ServerConnection, code: str, message: str) -> None:
         await ws.send(codec.encode(Error(code=code, message=message[:500])), text=True)
@@ -660,7 +660,7 @@ class ReferenceServer:
     async def _close_with(self, ws: ServerConnection, closing: Any) -> None:
         with contextlib.suppress(ConnectionClosed):
             await ws.send(codec.encode(closing), text=True)
-            await ws.close(closing.code, closing.reason)
+            await ws.close(closing.code, closing.reason)  # its own reader keeps draining
 
     # --- planted faults (for testing harnesses only) ---------------------------------------
 
@@ -720,6 +720,18 @@ def _close_code(exc: RemoteProtocolError) -> int:
     return (
         int(exc.close_code) if exc.error_code in _FATAL_ERRORS else int(CloseCode.POLICY_VIOLATION)
     )
+
+
+async def _close(ws: ServerConnection, code: int, reason: str) -> None:
+    """Close, reading (and dropping) what the peer still sends meanwhile: a peer that keeps
+    sending would otherwise fill the receive queue, hide its close frame, and hold the
+    connection for the whole close timeout."""
+    closing = asyncio.ensure_future(ws.close(code, reason))
+    with contextlib.suppress(ConnectionClosed, TimeoutError):
+        async with asyncio.timeout(2):
+            while not closing.done():
+                await ws.recv()
+    await closing
 
 
 def _peer(connection: ServerConnection) -> str:
