@@ -160,7 +160,7 @@ def run_record(
 
 
 def write(record: RunRecord, path: Path) -> None:
-    path.write_bytes(msgspec.json.format(msgspec.json.encode(record), indent=1))
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(record), indent=1) + b"\n")
 
 
 def read(path: Path) -> RunRecord:

@@ -1,0 +1,377 @@
+"""The report writers against golden files, results.json reading and merging, `harness report`.
+
+The golden files in tests/golden/ are what the writers make of the hand-built run below. After
+an intended change to a writer, regenerate them with ``UPDATE_GOLDEN=1 pytest
+tests/unit/harness/test_reports.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from harness import exit_codes
+from harness.cli import main
+from harness.report import junit, markdown, results, write_all
+from harness.report.results import (
+    OpRecord,
+    RunRecord,
+    ScenarioRecord,
+    StepRecord,
+    VerdictRecord,
+)
+
+GOLDEN = Path(__file__).resolve().parents[2] / "golden"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def _op(id_: int, client: str, kind: str, phase: str, time: float, **data: object) -> OpRecord:
+    return OpRecord(id=id_, client=client, kind=kind, phase=phase, time=time, data=dict(data))
+
+
+PASSING = ScenarioRecord(
+    name="history survives a reset",
+    file="scenarios/golden/01_pass.yaml",
+    status="passed",
+    clock="virtual",
+    seconds=0.512345,
+    virtual_seconds=15.0,
+    target="embedded reference server at ws://127.0.0.1:40001/ws (SQLite store, virtual clock)",
+    tags=["golden", "history"],
+    steps=[
+        StepRecord(path="1", kind="connect", status="passed", message="new session", seconds=0.003),
+        StepRecord(
+            path="2", kind="chat", status="passed", message="2 message(s) answered", seconds=0.05
+        ),
+        StepRecord(path="3", kind="snapshot", status="passed", message="before: 4 turns"),
+        StepRecord(path="4", kind="fault", status="passed", message="latency on downstream"),
+        StepRecord(path="5", kind="drop", status="passed", message="reset", seconds=0.04),
+        StepRecord(path="6", kind="wait", status="passed", message="15 s of virtual time"),
+        StepRecord(path="7", kind="resume", status="passed", message="full after a 15.040 s gap"),
+        StepRecord(
+            path="8",
+            kind="expect",
+            status="passed",
+            message="9 messages, each once, in order; 96.0% of context kept",
+            verdicts=[
+                VerdictRecord(
+                    check="delivery", passed=True, message="9 messages, each once, in order"
+                ),
+                VerdictRecord(
+                    check="context",
+                    passed=True,
+                    message="96.0% of context kept",
+                    evidence={"ratio": 0.96, "changed": ["mood"]},
+                ),
+            ],
+        ),
+    ],
+    durations={
+        "connect": [0.003],
+        "resume": [0.004, 0.006],
+        "chat": [0.02, 0.03],
+        "history": [0.001],
+        "context": [],
+    },
+    history=[
+        _op(1, "fault", "proxy_created", "info", 0.1, listen="127.0.0.1:40002"),
+        _op(2, "client", "connect", "ok", 0.15, outcome="new", warnings=[]),
+        _op(3, "fault", "toxic_added", "info", 0.2, toxic="latency-1", type="latency"),
+        _op(4, "client", "disconnect", "info", 0.3, how="reset"),
+        _op(5, "clock", "advance", "info", 0.31, seconds=15.0),
+        _op(6, "client", "resume", "ok", 0.35, outcome="full", gap_s=15.04),
+        _op(7, "fault", "healed", "info", 0.4),
+        _op(8, "fault", "proxy_deleted", "info", 0.5),
+    ],
+)
+
+FAILING = ScenarioRecord(
+    name="a doubled replay is caught",
+    file="scenarios/golden/02_fail.yaml",
+    status="failed",
+    clock="virtual",
+    seconds=1.25,
+    target="embedded reference server at ws://127.0.0.1:40003/ws (SQLite store, virtual clock)",
+    tags=["golden"],
+    steps=[
+        StepRecord(path="1", kind="connect", status="passed", message="new session"),
+        StepRecord(path="2", kind="drop", status="passed", message="close"),
+        StepRecord(path="3", kind="resume", status="passed", message="full after a 0.004 s gap"),
+        StepRecord(
+            path="4",
+            kind="expect",
+            status="failed",
+            message="expected delivery to hold; saw position 5 was delivered twice | once more",
+            expected="delivery to hold",
+            seen="position 5 was delivered twice | once more",
+            evidence={"duplicated": [5]},
+            seconds=0.0001,
+            verdicts=[
+                VerdictRecord(check="history", passed=True, message="4 turns stored"),
+                VerdictRecord(
+                    check="delivery",
+                    passed=False,
+                    message="position 5 was delivered twice",
+                    evidence={"duplicated": [5], "lost": []},
+                ),
+            ],
+        ),
+        StepRecord(path="5", kind="chat", status="not_run"),
+    ],
+    durations={"connect": [0.0025], "resume": [0.0031], "chat": [], "history": [], "context": []},
+    history=[
+        _op(1, "client", "connect", "ok", 0.16, outcome="new"),
+        _op(2, "client", "disconnect", "info", 0.2, how="close"),
+        _op(3, "client", "resume", "fail", 0.21, reason="session_expired"),
+        _op(4, "client", "resume", "ok", 0.25, outcome="full"),
+        _op(5, "client", "duplicate_delivery", "info", 0.26, position=5),
+    ],
+)
+
+SKIPPED = ScenarioRecord(
+    name="needs clock control",
+    file="scenarios/golden/03_skip.yaml",
+    status="skipped",
+    clock=None,
+    error="the target offers no clock control",
+    seconds=0.01,
+    tags=["golden"],
+)
+
+ERRORED = ScenarioRecord(
+    name="waits too long",
+    file="scenarios/golden/04_error.yaml",
+    status="error",
+    clock="real",
+    error="timed out after 2 s",
+    seconds=2.003,
+    steps=[StepRecord(path="1", kind="wait", status="error", message="cancelled")],
+)
+
+RECORD = RunRecord(
+    tool="harness golden",
+    started="2026-01-02T03:04:05Z",
+    seconds=3.789,
+    suite="scenarios/golden",
+    seed=7,
+    shard=None,
+    environment={
+        "toxiproxy": "2.12.0 (http://127.0.0.1:8474)",
+        "python": "3.11.7",
+        "platform": "Linux 6.1, 2 cores",
+        "target": "embedded reference server (one per scenario)",
+    },
+    scenarios=[PASSING, FAILING, SKIPPED, ERRORED],
+)
+
+
+def check_golden(name: str, actual: str) -> None:
+    """Compare ``actual`` with tests/golden/<name>; with UPDATE_GOLDEN=1, rewrite the file."""
+    path = GOLDEN / name
+    if UPDATE:
+        path.write_text(actual, encoding="utf-8", newline="\n")
+    assert path.read_text(encoding="utf-8") == actual
+
+
+# --- golden files --------------------------------------------------------------------------
+
+
+def test_markdown_report_matches_its_golden_file() -> None:
+    """report.md of the hand-built run is exactly tests/golden/report.md."""
+    check_golden("report.md", markdown.render(RECORD))
+
+
+def test_junit_report_matches_its_golden_file() -> None:
+    """junit.xml of the hand-built run is exactly tests/golden/junit.xml."""
+    check_golden("junit.xml", junit.render(RECORD))
+
+
+def test_results_json_matches_its_golden_file(tmp_path: Path) -> None:
+    """results.json of the hand-built run, as `write` encodes it, is tests/golden/results.json."""
+    results.write(RECORD, tmp_path / "results.json")
+    check_golden("results.json", (tmp_path / "results.json").read_text(encoding="utf-8"))
+
+
+def test_rendering_is_deterministic() -> None:
+    """The same record gives byte-identical reports, and so does its decoded copy."""
+    copy = msgspec.json.decode(msgspec.json.encode(RECORD), type=RunRecord)
+    assert (markdown.render(RECORD), junit.render(RECORD)) == (
+        markdown.render(copy),
+        junit.render(copy),
+    )
+
+
+# --- what the golden reports must contain --------------------------------------------------
+
+
+def test_markdown_report_has_its_sections_and_a_fault_timeline() -> None:
+    """report.md has every section, the failure with its evidence and a mermaid timeline."""
+    text = markdown.render(RECORD)
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert [
+        "## Summary",
+        "## Failures",
+        "## Results per scenario",
+        "## Performance",
+        "## Environment",
+        "## Recommendations",
+    ] == headings
+    assert "- **Evidence:** duplicated=[5], lost=[]" in text
+    assert "    Note over Server: 0.31s clock +15s" in text
+    assert "    Note over Proxy: 0.20s toxic_added latency" in text
+    assert "proxy_created" not in text
+    assert "position 5 was delivered twice \\| once more" in text
+
+
+def test_junit_report_has_one_case_per_scenario_with_its_outcome() -> None:
+    """junit.xml has one testcase per scenario, failure/skipped/error children and properties."""
+    suite = ET.fromstring(junit.render(RECORD).split("\n", 1)[1])
+    assert ("4", "1", "1", "1") == tuple(
+        suite.get(k) for k in ("tests", "failures", "errors", "skipped")
+    )
+    outcomes = [
+        (case.get("name"), [child.tag for child in case if child.tag != "properties"])
+        for case in suite.iter("testcase")
+    ]
+    assert [
+        ("history survives a reset", []),
+        ("a doubled replay is caught", ["failure"]),
+        ("needs clock control", ["skipped"]),
+        ("waits too long", ["error"]),
+    ] == outcomes
+    failure = suite.find("testcase/failure")
+    assert failure is not None
+    assert failure.get("message", "").startswith("step 4 (expect): expected delivery to hold")
+    assert "evidence: {'duplicated': [5]}" in (failure.text or "")
+
+
+# --- results.json: read, merge, write_all ---------------------------------------------------
+
+
+def test_read_gives_back_what_write_wrote(tmp_path: Path) -> None:
+    """A record written and read again is the same record."""
+    results.write(RECORD, tmp_path / "results.json")
+    assert RECORD == results.read(tmp_path / "results.json")
+
+
+def test_read_rejects_a_file_that_is_not_json(tmp_path: Path) -> None:
+    """A file that is not JSON is a ValueError naming the file."""
+    path = tmp_path / "results.json"
+    path.write_text("<html>not json</html>", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a harness results file"):
+        results.read(path)
+
+
+def test_read_rejects_another_schema_version(tmp_path: Path) -> None:
+    """A results file of another schema version is a ValueError naming both versions."""
+    data = json.loads(msgspec.json.encode(RECORD))
+    data["schema_version"] = results.SCHEMA_VERSION + 1
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"schema_version 2, expected 1"):
+        results.read(path)
+
+
+def test_merge_combines_shards_in_file_order() -> None:
+    """Merging two shards keeps every scenario, sorted by file, the earliest start, no shard."""
+    first = msgspec.structs.replace(
+        RECORD, shard="1/2", started="2026-01-02T03:05:00Z", scenarios=[FAILING, ERRORED]
+    )
+    second = msgspec.structs.replace(RECORD, shard="2/2", seconds=9.5, scenarios=[SKIPPED, PASSING])
+    merged = results.merge([first, second])
+    assert [PASSING.file, FAILING.file, SKIPPED.file, ERRORED.file] == [
+        s.file for s in merged.scenarios
+    ]
+    assert ("2026-01-02T03:04:05Z", 9.5, None) == (merged.started, merged.seconds, merged.shard)
+    assert {"passed": 1, "failed": 1, "error": 1, "skipped": 1, "total": 4} == merged.totals
+
+
+def test_merge_of_nothing_is_an_error() -> None:
+    """Merging no records is a ValueError."""
+    with pytest.raises(ValueError, match="nothing to merge"):
+        results.merge([])
+
+
+def test_write_all_writes_a_stamped_folder_and_latest(tmp_path: Path) -> None:
+    """write_all writes the three files to <stamp>/ and mirrors them in latest/."""
+    folder = write_all(RECORD, tmp_path, "20260102T030405Z")
+    names = {"results.json", "report.md", "junit.xml"}
+    assert (tmp_path / "20260102T030405Z", names) == (folder, {p.name for p in folder.iterdir()})
+    assert names == {p.name for p in (tmp_path / "latest").iterdir()}
+    latest = (tmp_path / "latest" / "report.md").read_text(encoding="utf-8")
+    assert markdown.render(RECORD) == latest
+
+
+# --- `harness report` -------------------------------------------------------------------------
+
+
+def test_report_command_renders_junit_from_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`harness report results.json --format junit` prints the junit.xml of that run."""
+    results.write(RECORD, tmp_path / "results.json")
+    code = main(["report", str(tmp_path / "results.json"), "--format", "junit"])
+    assert (exit_codes.OK, junit.render(RECORD)) == (code, capsys.readouterr().out)
+
+
+def test_report_command_renders_markdown_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`harness report results.json` prints report.md; --output writes it to a file instead."""
+    results.write(RECORD, tmp_path / "results.json")
+    assert exit_codes.OK == main(["report", str(tmp_path / "results.json")])
+    assert markdown.render(RECORD) == capsys.readouterr().out
+    out = tmp_path / "again.md"
+    assert exit_codes.OK == main(["report", str(tmp_path / "results.json"), "--output", str(out)])
+    assert markdown.render(RECORD) == out.read_text(encoding="utf-8")
+
+
+def test_report_command_merges_shards(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`harness report --merge a.json b.json --format json` prints the merged record."""
+    a = msgspec.structs.replace(RECORD, shard="1/2", scenarios=[PASSING, SKIPPED])
+    b = msgspec.structs.replace(RECORD, shard="2/2", scenarios=[FAILING, ERRORED])
+    results.write(a, tmp_path / "a.json")
+    results.write(b, tmp_path / "b.json")
+    args = ["report", "--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json")]
+    assert exit_codes.OK == main([*args, "--format", "json"])
+    merged = msgspec.json.decode(capsys.readouterr().out, type=RunRecord)
+    assert results.merge([a, b]) == merged
+
+
+def test_report_command_needs_merge_for_several_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two results files without --merge are a usage error."""
+    results.write(RECORD, tmp_path / "a.json")
+    results.write(RECORD, tmp_path / "b.json")
+    code = main(["report", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert exit_codes.USAGE_ERROR == code
+    assert "several results files need --merge" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [None, "{not json", '{"schema_version": 99}'])
+def test_report_command_rejects_a_bad_results_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None
+) -> None:
+    """A missing, non-JSON or foreign results file is a usage error naming the file."""
+    path = tmp_path / "results.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    assert exit_codes.USAGE_ERROR == main(["report", str(path)])
+    error = capsys.readouterr().err
+    assert error.startswith("harness: ")
+    assert str(path) in error
+
+
+def test_report_command_json_is_the_results_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`harness report results.json --format json` prints the file exactly as a run wrote it."""
+    results.write(RECORD, tmp_path / "results.json")
+    assert exit_codes.OK == main(["report", str(tmp_path / "results.json"), "--format", "json"])
+    assert (tmp_path / "results.json").read_text(encoding="utf-8") == capsys.readouterr().out
