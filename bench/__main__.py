@@ -11,13 +11,17 @@ import shlex
 import sys
 from collections.abc import Callable
 
-from . import codec, resume, throughput
+from . import codec, overhead, resume, sessions, storm, throughput, virtual_time
 from .report import write_section
 
 BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "codec": lambda quick: codec.run(quick)[1],
     "throughput": lambda quick: throughput.run(quick)[1],
     "resume": lambda quick: resume.run(quick)[1],
+    "virtual_time": lambda quick: virtual_time.run(quick)[1],
+    "storm": lambda quick: storm.run(quick)[1],
+    "sessions": lambda quick: sessions.run(quick)[1],
+    "overhead": lambda quick: overhead.run(quick)[1],
 }
 
 

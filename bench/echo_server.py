@@ -44,7 +44,10 @@ async def _serve(host: str, port: int, frames: int, size: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     # The same connection options as the reference server: no compression, no WebSocket pings.
-    async with serve(handle, host, port, ping_interval=None, compression=None) as server:
+    # The same listen backlog as the reference server, so storms compare like with like.
+    async with serve(
+        handle, host, port, ping_interval=None, compression=None, backlog=4096
+    ) as server:
         bound = server.sockets[0].getsockname()
         print(f"{READY_PREFIX}ws://{bound[0]}:{bound[1]}/", flush=True)
         await stop.wait()

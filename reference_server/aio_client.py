@@ -81,6 +81,8 @@ class AsyncClient:
         self._reader: asyncio.Task[None] | None = None
         self._acker: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._delivered: list[ServerSequenced] = []
+        self._by_request: dict[str, list[ServerSequenced]] = {}
         self._ack_wanted = asyncio.Event()
         self.ack_delay = ack_delay
         self.ack_every = ack_every
@@ -91,7 +93,7 @@ class AsyncClient:
     @property
     def delivered(self) -> list[ServerSequenced]:
         """Numbered server messages delivered, in order, each once."""
-        return [e.message for e in self.events if isinstance(e, Delivered)]
+        return self._delivered
 
     @property
     def connected(self) -> bool:
@@ -202,7 +204,14 @@ class AsyncClient:
                 if self.protocol.state not in _LIVE:
                     continue  # told to go (rejected, closing): wait for the close code
                 try:
-                    self.events.extend(self.protocol.receive(frame))
+                    events = self.protocol.receive(frame)
+                    self.events.extend(events)
+                    for event in events:
+                        if isinstance(event, Delivered):
+                            self._delivered.append(event.message)
+                            reply_to = getattr(event.message, "in_reply_to", None)
+                            if reply_to is not None:
+                                self._by_request.setdefault(reply_to, []).append(event.message)
                 except RemoteProtocolError as exc:
                     self.errors.append(exc)
                 self._changed.set()
@@ -282,9 +291,9 @@ class AsyncClient:
         """Wait for the complete reply (up to its final chunk) to one user message."""
 
         def complete() -> list[ServerSequenced] | None:
-            reply = [m for m in self.delivered if getattr(m, "in_reply_to", None) == message_id]
+            reply = self._by_request.get(message_id, [])
             done = any(isinstance(m, ReplyChunk) and m.final for m in reply)
-            return reply if done else None
+            return list(reply) if done else None
 
         return await self.wait_for(
             complete, timeout, f"reply to {message_id}", while_connected=True
@@ -310,11 +319,8 @@ class AsyncClient:
 
     async def _answer(self, request_id: str, kind: type[T], timeout: float) -> T:
         def found() -> T | None:
-            for message in self.delivered:
-                if (
-                    isinstance(message, kind)
-                    and getattr(message, "in_reply_to", None) == request_id
-                ):
+            for message in self._by_request.get(request_id, ()):
+                if isinstance(message, kind):
                     return message
             return None
 

@@ -288,6 +288,11 @@ class ServerSession:
         return frames
 
     @property
+    def has_data_to_send(self) -> bool:
+        """Would ``data_to_send()`` return anything?"""
+        return bool(self._outbox) or self._ack_pending
+
+    @property
     def replay_buffer(self) -> tuple[tuple[int, bytes], ...]:
         """The numbered frames the client has not acknowledged yet, oldest first."""
         return tuple(self._replay)
