@@ -154,6 +154,12 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def _has_children(flat: Mapping[str, Any], path: str, empty: Any) -> bool:
+    """Whether ``flat`` holds entries under ``path``, of the kind of container ``empty`` is."""
+    below = path + ("[" if isinstance(empty, list) else ".")
+    return any(k.startswith(below) for k in flat)
+
+
 def context(
     before: Mapping[str, Any],
     after: Mapping[str, Any],
@@ -168,8 +174,25 @@ def context(
     """
     old, new = flatten(before), flatten(after)
     if keys:
-        old = {k: v for k, v in old.items() if any(k == p or k.startswith(p + ".") for p in keys)}
-    kept = [k for k, v in old.items() if k in new and new[k] == v]
+        absent = [p for p in keys if p not in before]
+        if absent:
+            return Verdict(
+                "context",
+                False,
+                f"the snapshot's context has no key {absent[0]!r} to compare",
+                {"absent": absent, "has": sorted(map(str, before))},
+            )
+        # A top-level list (the tool-call history) flattens to `key[0]...`, a mapping to `key.x`.
+        old = {
+            k: v
+            for k, v in old.items()
+            if any(k == p or k.startswith((p + ".", p + "[")) for p in keys)
+        }
+    # An empty mapping or list is a leaf of its own; entries added to it since are not losses.
+    grown = {
+        k for k, v in old.items() if v in ({}, []) and k not in new and _has_children(new, k, v)
+    }
+    kept = [k for k, v in old.items() if (k in new and new[k] == v) or k in grown]
     differ = sorted(set(old) - set(kept))
     ratio = len(kept) / len(old) if old else 1.0
     evidence = {"kept": len(kept), "of": len(old), "ratio": round(ratio, 4), "differ": differ[:20]}

@@ -119,10 +119,12 @@ class ScenarioRun:
 
     def _client(self, name: str | None) -> ClientState:
         if name is None:
-            if len(self.clients) != 1:
-                choices = f"{len(self.clients)} clients to choose from"
+            # The scenario's own clients: those a `parallel` step added never make it ambiguous.
+            declared = self.scenario.clients
+            if len(declared) != 1:
+                choices = f"{len(declared)} clients to choose from"
                 raise StepFailedError("a client name", choices)
-            return next(iter(self.clients.values()))
+            return self.clients[declared[0].name]
         return self.clients[name]
 
     # --- running -------------------------------------------------------------------------
@@ -234,7 +236,9 @@ class ScenarioRun:
             case m.Snapshot():
                 return await self._snapshot(self._client(client_name), step.name)
             case m.Expect():
-                return await self._expect(self._client(client_name), step, result)
+                # Only latency and metrics: about the run, no client to pick.
+                client = self._client(client_name) if step.needs_client else None
+                return await self._expect(client, step, result)
         raise StepFailedError("a known step", type(step).__name__)
 
     async def _connect(self, client: ClientState) -> str:
@@ -275,7 +279,9 @@ class ScenarioRun:
 
     async def _send(self, client: ClientState, step: m.Send) -> str:
         frame: str | bytes = step.frame.encode() if step.binary else step.frame
-        error, close = await client.driver.send_raw(frame, step.timeout)
+        error, close = await client.driver.send_raw(
+            frame, step.timeout, until_close=step.expect_close is not None
+        )
         seen = f"error {error}, close {close}"
         if step.expect_error is not None and error != step.expect_error:
             raise StepFailedError(f"error {step.expect_error}", seen)
@@ -285,8 +291,6 @@ class ScenarioRun:
 
     async def _drop(self, client: ClientState | None, step: m.Drop) -> str:
         how = step.how
-        if client is not None and client.driver.connected:
-            await self._snapshot(client, "before_drop", quiet=True)
         if how in ("close", "reset"):
             assert client is not None
             await client.driver.disconnect("close" if how == "close" else "reset")
@@ -411,9 +415,10 @@ class ScenarioRun:
 
     # --- expectations --------------------------------------------------------------------
 
-    async def _expect(self, client: ClientState, step: m.Expect, result: StepResult) -> str:
+    async def _expect(self, client: ClientState | None, step: m.Expect, result: StepResult) -> str:
         verdicts: list[Verdict] = []
         if step.delivery is not None:
+            assert client is not None
             d = step.delivery
             verdicts.append(
                 checkers.delivery(
@@ -426,6 +431,7 @@ class ScenarioRun:
                 )
             )
         if step.history is not None:
+            assert client is not None
             h = step.history
             turns = await client.driver.fetch_history(timeout=5.0)
             verdicts.append(
@@ -443,8 +449,13 @@ class ScenarioRun:
                 checkers.delivery(client.driver.deliveries, client.driver.anomalies, client.missed)
             )
         if step.context is not None:
+            assert client is not None
             verdicts.append(await self._expect_context(client, step.context))
         if step.resume is not None:
+            assert client is not None
+            if step.resume.notice is not None and client.driver.connected:
+                # A notice follows the resume's replay: a round trip makes sure it has arrived.
+                await client.driver.fetch_context(timeout=5.0)
             verdicts.append(self._expect_resume(client, step.resume))
         for latency in step.latency:
             limits = {

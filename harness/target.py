@@ -87,6 +87,7 @@ class EmbeddedTarget:
         )
         self.url = ""
         self.description = "embedded reference server"
+        self._advanced = 0.0
 
     async def start(self) -> None:
         try:
@@ -101,12 +102,17 @@ class EmbeddedTarget:
 
     async def advance_clock(self, seconds: float) -> None:
         await admin.advance_clock(self.url, self._admin, seconds)
+        self._advanced += seconds
 
     async def restart(self) -> None:
         try:
             await self.process.restart(hard=True)
         except ServerStartError as exc:
             raise TargetError(str(exc)) from None
+        if self._advanced:
+            # A new process starts its virtual clock at the wall clock: put it back where the
+            # old one was, or stored sessions would see time run backwards across the restart.
+            await admin.advance_clock(self.url, self._admin, self._advanced)
 
     async def metrics(self) -> str | None:
         return await fetch_metrics(self.url)

@@ -98,8 +98,13 @@ class Driver(Protocol):
 
     async def disconnect(self, how: Literal["close", "reset"]) -> None: ...
 
-    async def send_raw(self, frame: str | bytes, timeout: float) -> tuple[str | None, int | None]:
-        """Send a frame as is; return the error code answered (if any) and the close code."""
+    async def send_raw(
+        self, frame: str | bytes, timeout: float, *, until_close: bool = False
+    ) -> tuple[str | None, int | None]:
+        """Send a frame as is; return the error code answered (if any) and the close code.
+
+        With ``until_close``, wait for the connection to close rather than for the first error.
+        """
         ...
 
     def set_route(self, url: str, *, source_ip: str | None, forwarded_for: str | None) -> None: ...

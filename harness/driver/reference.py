@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
+from websockets.exceptions import InvalidHandshake
 
 from harness.driver.base import Anomalies, Delivery, DriverError, Outcome, Terms, Turn
 from harness.history import History
@@ -129,7 +130,8 @@ class ReferenceDriver:
         except HandshakeRefusedError as exc:
             self.history.complete(op, "fail", error=str(exc))
             raise DriverError(f"{kind}: handshake refused: {exc}") from None
-        except (OSError, TimeoutError, ConnectionLostError) as exc:
+        except (OSError, TimeoutError, ConnectionLostError, InvalidHandshake) as exc:
+            # InvalidHandshake: the network broke the HTTP upgrade (no or a cut response).
             self.history.complete(op, "fail", error=f"{type(exc).__name__}: {exc}")
             raise DriverError(f"{kind}: {type(exc).__name__}: {exc}") from None
         self._collect()
@@ -216,8 +218,14 @@ class ReferenceDriver:
         context: dict[str, Any] = msgspec.to_builtins(answer.context)
         return context
 
-    async def send_raw(self, frame: str | bytes, timeout: float) -> tuple[str | None, int | None]:
-        """Send a frame as is on the current connection; report the answer and any close."""
+    async def send_raw(
+        self, frame: str | bytes, timeout: float, *, until_close: bool = False
+    ) -> tuple[str | None, int | None]:
+        """Send a frame as is on the current connection; report the answer and any close.
+
+        The wait ends at the first error answered, or with ``until_close`` only when the
+        connection closes (an error is sent before the close that follows it).
+        """
         ws = self.client.ws
         if ws is None:
             raise DriverError("send: not connected")
@@ -227,6 +235,8 @@ class ReferenceDriver:
             await ws.send(frame)
 
         def answered() -> bool | None:
+            if until_close:
+                return True if not self.client.connected else None
             if any(isinstance(e, UnnumberedError) for e in self.client.events[seen:]):
                 return True
             return True if not self.client.connected else None

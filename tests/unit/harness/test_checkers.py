@@ -1,0 +1,493 @@
+"""Checkers on hand-made records: each passes what is right and names what is wrong."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from harness import checkers
+from harness.driver.base import Anomalies, Delivery, Outcome, Terms, Turn
+from harness.scenario import parse_threshold
+
+
+def delivered(*positions: int) -> list[Delivery]:
+    """Deliveries at these stream positions, in the order given."""
+    return [Delivery(position=p, kind="reply", reply_to="m", text=f"part {p}") for p in positions]
+
+
+def turns_for(sent: Sequence[tuple[str, str]]) -> list[Turn]:
+    """The history a correct server stores for ``sent``: each message, then its reply."""
+    out: list[Turn] = []
+    for message_id, text in sent:
+        out.append(Turn(len(out), "user", message_id, text))
+        out.append(Turn(len(out), "assistant", message_id, f"answer to {text}"))
+    return out
+
+
+SENT = [("m1", "first"), ("m2", "second"), ("m3", "third")]
+
+
+# --- delivery --------------------------------------------------------------------------------
+
+
+def test_delivery_passes_every_position_once_in_order() -> None:
+    """Positions 1..5 each delivered once, in order, pass with a count in the message."""
+    verdict = checkers.delivery(delivered(1, 2, 3, 4, 5), Anomalies())
+    assert (True, "5 messages, each once, in order") == (verdict.passed, verdict.message)
+    assert "delivery" == verdict.check
+
+
+def test_delivery_fails_on_a_duplicate_the_client_reported() -> None:
+    """A duplicate the protocol client detected (and dropped) fails, naming its position."""
+    verdict = checkers.delivery(delivered(1, 2, 3), Anomalies(duplicates=[2]))
+    assert False is verdict.passed
+    assert "position 2 was delivered twice (1 duplicated in all)" == verdict.message
+    assert {"duplicated": [2]} == verdict.evidence
+
+
+def test_delivery_fails_on_a_repeated_position() -> None:
+    """A position that appears twice among the deliveries fails, naming the first doubled one."""
+    verdict = checkers.delivery(delivered(1, 2, 3, 3, 4, 4), Anomalies(duplicates=[9]))
+    assert False is verdict.passed
+    assert "position 3 was delivered twice (3 duplicated in all)" == verdict.message
+    assert {"duplicated": [3, 4, 9]} == verdict.evidence
+
+
+def test_delivery_ignores_duplicates_when_not_asked() -> None:
+    """With ``no_duplicates`` off, a repeated position in order is not a failure."""
+    verdict = checkers.delivery(delivered(1, 2, 2, 3), Anomalies(), no_duplicates=False)
+    assert True is verdict.passed
+
+
+def test_delivery_fails_on_reordering() -> None:
+    """A position that arrives after a later one fails, with the positions around it."""
+    verdict = checkers.delivery(delivered(1, 2, 4, 3, 5), Anomalies())
+    assert False is verdict.passed
+    assert "position 3 arrived after 4" == verdict.message
+    assert {"around": [1, 2, 4, 3, 5]} == verdict.evidence
+
+
+def test_delivery_ignores_order_when_not_asked() -> None:
+    """With ``order`` off, a reordered but complete stream passes."""
+    verdict = checkers.delivery(delivered(2, 1, 3), Anomalies(), order=False)
+    assert True is verdict.passed
+
+
+def test_delivery_fails_on_a_lost_position() -> None:
+    """A position below the highest seen that never arrived fails, named as lost."""
+    verdict = checkers.delivery(delivered(1, 2, 4, 5), Anomalies())
+    assert False is verdict.passed
+    assert "position 3 never arrived and the server did not declare it lost" == verdict.message
+    assert {"lost": [3], "undeclared_gaps": []} == verdict.evidence
+
+
+def test_delivery_ignores_loss_when_not_asked() -> None:
+    """With ``no_loss`` off, a hole in the stream is not a failure."""
+    verdict = checkers.delivery(delivered(1, 3), Anomalies(), no_loss=False)
+    assert True is verdict.passed
+
+
+def test_delivery_fails_on_an_undeclared_gap() -> None:
+    """A gap the client reported (the server skipped numbers without saying so) fails."""
+    verdict = checkers.delivery(delivered(1, 2, 3), Anomalies(gaps=[(4, 6)]))
+    assert False is verdict.passed
+    assert "position 4 never arrived and the server did not declare it lost" == verdict.message
+    assert {"lost": [], "undeclared_gaps": [(4, 6)]} == verdict.evidence
+
+
+def test_delivery_accepts_ranges_the_server_declared_missed() -> None:
+    """Positions inside a range the server declared lost on resume are not losses."""
+    verdict = checkers.delivery(delivered(1, 2, 5, 6, 9), Anomalies(), [(3, 4), (7, 8)])
+    assert True is verdict.passed
+    assert "5 messages, each once, in order, 4 declared lost by the server" == verdict.message
+
+
+def test_delivery_declared_range_does_not_cover_other_losses() -> None:
+    """A declared range excuses only its own positions: another hole still fails."""
+    verdict = checkers.delivery(delivered(1, 2, 5, 7), Anomalies(), [(3, 4)])
+    assert False is verdict.passed
+    assert [6] == verdict.evidence["lost"]
+
+
+def test_delivery_fails_on_a_protocol_error() -> None:
+    """A protocol violation the client saw fails the check even when positions look right."""
+    errors = ["sequence_gap: expected 3, got 5"]
+    verdict = checkers.delivery(delivered(1, 2), Anomalies(protocol_errors=errors))
+    assert False is verdict.passed
+    assert "the server broke the protocol: sequence_gap: expected 3, got 5" == verdict.message
+    assert {"errors": errors} == verdict.evidence
+
+
+def test_delivery_of_nothing_passes() -> None:
+    """A client that was sent nothing has nothing lost, doubled or reordered."""
+    verdict = checkers.delivery([], Anomalies())
+    assert (True, "0 messages, each once, in order") == (verdict.passed, verdict.message)
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+def test_history_passes_a_complete_conversation() -> None:
+    """Every sent message stored once, in order, with its text and reply, passes."""
+    verdict = checkers.history(turns_for(SENT), SENT, count=6, contains=["second"])
+    assert True is verdict.passed
+    assert "6 turns stored; all 3 sent messages once, in order" == verdict.message
+
+
+def test_history_fails_on_a_wrong_count() -> None:
+    """A stored history of another length than expected fails with the count seen."""
+    verdict = checkers.history(turns_for(SENT), SENT, count=8)
+    assert False is verdict.passed
+    assert "the server holds 6 turns, expected 8" == verdict.message
+    assert {"turns": 6} == verdict.evidence
+
+
+def test_history_fails_on_a_missing_sent_message() -> None:
+    """A message the client sent that the server did not store fails, naming its id and text."""
+    verdict = checkers.history(turns_for(SENT[:2]), SENT)
+    assert False is verdict.passed
+    assert "sent message m3 ('third') is not in the server's history" == verdict.message
+    assert {"missing": "m3"} == verdict.evidence
+
+
+def test_history_fails_on_changed_text() -> None:
+    """A message stored with other text than was sent fails, quoting both."""
+    stored = turns_for([("m1", "first"), ("m2", "SECOND"), ("m3", "third")])
+    verdict = checkers.history(stored, SENT)
+    assert False is verdict.passed
+    assert "message m2 is stored as 'SECOND', sent as 'second'" == verdict.message
+
+
+def test_history_fails_on_a_duplicated_message() -> None:
+    """The same message id stored twice fails, with how many times."""
+    stored = [*turns_for(SENT), Turn(6, "user", "m2", "second")]
+    verdict = checkers.history(stored, SENT)
+    assert False is verdict.passed
+    assert "message m2 is stored 2 times" == verdict.message
+
+
+def test_history_allows_duplicates_when_not_asked() -> None:
+    """With ``no_duplicates`` and ``order`` off, a doubled message is not a failure."""
+    stored = [*turns_for(SENT), Turn(6, "user", "m2", "second")]
+    verdict = checkers.history(stored, SENT, no_duplicates=False, order=False)
+    assert True is verdict.passed
+
+
+def test_history_fails_on_turns_out_of_order() -> None:
+    """Stored turns whose indexes are not increasing fail."""
+    stored = list(reversed(turns_for(SENT)))
+    verdict = checkers.history(stored, SENT)
+    assert (False, "stored turns are out of order") == (verdict.passed, verdict.message)
+
+
+def test_history_fails_on_messages_stored_in_another_order() -> None:
+    """Sent messages stored in another order than sent fail, even with increasing indexes."""
+    stored = turns_for([SENT[1], SENT[0], SENT[2]])
+    verdict = checkers.history(stored, SENT)
+    assert False is verdict.passed
+    assert "sent messages are stored in another order" == verdict.message
+
+
+def test_history_fails_when_a_text_is_not_contained() -> None:
+    """A ``contains`` text that no stored turn has fails, quoting it."""
+    verdict = checkers.history(turns_for(SENT), SENT, contains=["fourth"])
+    assert (False, "no stored turn contains 'fourth'") == (verdict.passed, verdict.message)
+
+
+def test_history_ignores_loss_when_not_asked() -> None:
+    """With ``no_loss`` off, an unstored message is not a failure."""
+    verdict = checkers.history(turns_for(SENT[:1]), SENT, no_loss=False)
+    assert True is verdict.passed
+
+
+# --- context ---------------------------------------------------------------------------------
+
+
+def agent_context(**memory: str) -> dict[str, Any]:
+    """A context shaped like the reference agent's, with ``memory`` as given."""
+    return {
+        "memory": dict(memory),
+        "preferences": {"style": "short"},
+        "variables": {"budget": 1200},
+        "workflow": {"name": "onboarding", "step": 2, "completed": ["greet", "ask"]},
+        "tool_calls": [{"name": "calculator", "arguments": "1200 * 2", "result": "2400"}],
+    }
+
+
+def test_flatten_names_leaves_by_dotted_path_and_index() -> None:
+    """Nested mappings become dotted paths, lists keep indexes, empty containers stay leaves."""
+    flat = checkers.flatten({"a": {"b": 1, "c": [2, {"d": 3}]}, "e": {}, "f": []})
+    assert {"a.b": 1, "a.c[0]": 2, "a.c[1].d": 3, "e": {}, "f": []} == flat
+
+
+def test_context_equal_passes() -> None:
+    """The same context before and after passes, counting its values."""
+    verdict = checkers.context(agent_context(name="Ada"), agent_context(name="Ada"))
+    assert (True, "all 10 context values equal") == (verdict.passed, verdict.message)
+    assert {"kept": 10, "of": 10, "ratio": 1.0, "differ": []} == verdict.evidence
+
+
+def test_context_changed_leaf_fails_and_is_named() -> None:
+    """A value that changed fails the equality check, with its path in message and evidence."""
+    verdict = checkers.context(agent_context(name="Ada"), agent_context(name="Bob"))
+    assert False is verdict.passed
+    assert "1 context values changed, first memory.name" == verdict.message
+    assert ["memory.name"] == verdict.evidence["differ"]
+
+
+def test_context_removed_leaf_fails() -> None:
+    """A value that disappeared counts as changed."""
+    after = agent_context()
+    after["tool_calls"] = []
+    verdict = checkers.context(agent_context(), after)
+    assert False is verdict.passed
+    differ = ["tool_calls[0].arguments", "tool_calls[0].name", "tool_calls[0].result"]
+    assert differ == verdict.evidence["differ"]
+
+
+def test_context_added_keys_are_not_losses() -> None:
+    """Values added since the snapshot do not make an equality check fail."""
+    after = agent_context(name="Ada", city="Lyon")
+    after["variables"]["total"] = 2400
+    after["new_section"] = {"x": 1}
+    verdict = checkers.context(agent_context(name="Ada"), after)
+    assert True is verdict.passed
+
+
+def test_context_values_added_to_an_empty_mapping_are_not_losses() -> None:
+    """A mapping that was empty at the snapshot and has gained entries has lost nothing."""
+    after = agent_context(name="Ada")
+    verdict = checkers.context(agent_context(), after)
+    assert (True, "all 10 context values equal") == (verdict.passed, verdict.message)
+
+
+def test_context_emptied_mapping_is_a_loss() -> None:
+    """A mapping that had entries and is now empty has lost them."""
+    verdict = checkers.context(agent_context(name="Ada"), agent_context())
+    assert False is verdict.passed
+    assert ["memory.name"] == verdict.evidence["differ"]
+
+
+@pytest.mark.parametrize(
+    ("threshold", "changed", "passed", "message"),
+    [
+        (">= 0.95", 1, True, "95.0% of 20 context values kept (need >= 0.95)"),
+        (">= 0.95", 2, False, "90.0% of 20 context values kept (need >= 0.95)"),
+        (">= 95%", 1, True, "95.0% of 20 context values kept (need >= 95%)"),
+        ("> 0.95", 1, False, "95.0% of 20 context values kept (need > 0.95)"),
+        ("== 100%", 0, True, "100.0% of 20 context values kept (need == 100%)"),
+    ],
+)
+def test_context_preserved_ratio_meets_its_threshold(
+    threshold: str, changed: int, passed: bool, message: str
+) -> None:
+    """The share of the snapshot's values still equal is compared with the threshold."""
+    before = {"memory": {f"k{i}": f"v{i}" for i in range(20)}}
+    after = {"memory": {f"k{i}": ("other" if i < changed else f"v{i}") for i in range(20)}}
+    verdict = checkers.context(before, after, preserved=parse_threshold(threshold))
+    assert (passed, message) == (verdict.passed, verdict.message)
+    assert round((20 - changed) / 20, 4) == verdict.evidence["ratio"]
+
+
+def test_context_keys_filter_ignores_other_keys() -> None:
+    """With ``keys``, a change outside those top-level keys does not count."""
+    after = agent_context(name="Bob")
+    after["preferences"]["style"] = "long"
+    verdict = checkers.context(agent_context(name="Ada"), after, keys=["variables", "workflow"])
+    assert True is verdict.passed
+    assert 5 == verdict.evidence["of"]
+
+
+def test_context_keys_filter_still_catches_its_keys() -> None:
+    """With ``keys``, a change inside one of those keys fails and is named."""
+    after = agent_context(name="Bob")
+    verdict = checkers.context(agent_context(name="Ada"), after, keys=["memory"])
+    assert (False, ["memory.name"]) == (verdict.passed, verdict.evidence["differ"])
+
+
+def test_context_keys_filter_compares_list_valued_keys() -> None:
+    """A top-level key holding a list (the tool-call history) is compared when named in ``keys``."""
+    after = agent_context(name="Ada")
+    after["tool_calls"] = []
+    verdict = checkers.context(agent_context(name="Ada"), after, keys=["memory", "tool_calls"])
+    assert False is verdict.passed
+    assert "tool_calls[0].arguments" == verdict.evidence["differ"][0]
+
+
+def test_context_keys_filter_does_not_match_a_longer_key() -> None:
+    """``keys: [memory]`` compares ``memory`` only, not a key that merely starts with it."""
+    before = {"memory": {"a": 1}, "memory_old": {"b": 1}}
+    after = {"memory": {"a": 1}, "memory_old": {"b": 2}}
+    verdict = checkers.context(before, after, keys=["memory"])
+    assert (True, 1) == (verdict.passed, verdict.evidence["of"])
+
+
+def test_context_keys_filter_fails_on_a_key_the_snapshot_lacks() -> None:
+    """A key in ``keys`` that the snapshot does not have fails instead of comparing nothing."""
+    verdict = checkers.context(agent_context(), agent_context(), keys=["memroy"])
+    assert False is verdict.passed
+    assert "the snapshot's context has no key 'memroy' to compare" == verdict.message
+
+
+# --- outcome_consistent ----------------------------------------------------------------------
+
+TERMS = Terms(full_window_s=30.0, resumable_window_s=300.0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "gap", "warnings", "passed"),
+    [
+        ("full", 5.0, (), True),
+        ("full", 30.0, (), True),
+        ("degraded", 5.0, ("epoch_changed",), True),
+        ("degraded", 5.0, (), False),
+        ("degraded", 120.0, ("replay_window_passed",), True),
+        ("full", 120.0, (), False),
+        ("degraded", 300.0, ("replay_window_passed",), True),
+        ("degraded", 600.0, ("replay_window_passed",), False),
+        ("full", 600.0, (), False),
+    ],
+)
+def test_outcome_consistent_with_the_windows(
+    kind: str, gap: float, warnings: tuple[str, ...], passed: bool
+) -> None:
+    """Full within the full window, degraded within the resumable one, nothing beyond it."""
+    outcome = Outcome(kind=kind, gap_s=gap, warnings=warnings)  # type: ignore[arg-type]
+    verdict = checkers.outcome_consistent(outcome, TERMS)
+    assert (passed, {"gap_s": gap, "outcome": kind}) == (verdict.passed, verdict.evidence)
+
+
+def test_outcome_consistent_names_what_the_windows_say() -> None:
+    """The failure message gives the gap, the outcome, both windows and the expected outcome."""
+    verdict = checkers.outcome_consistent(Outcome(kind="full", gap_s=600.0), TERMS)
+    assert "gap 600.0 s gave full; windows 30 s / 300 s say expired" == verdict.message
+
+
+@pytest.mark.parametrize(
+    ("outcome", "terms"),
+    [
+        (Outcome(kind="rejected", reason="session_expired"), TERMS),
+        (Outcome(kind="full", gap_s=999.0), None),
+        (Outcome(kind="full"), TERMS),
+        (Outcome(kind="full", gap_s=999.0), Terms()),
+    ],
+)
+def test_outcome_consistent_passes_when_there_is_nothing_to_compare(
+    outcome: Outcome, terms: Terms | None
+) -> None:
+    """A rejection, unknown windows or an unknown gap cannot contradict anything."""
+    assert True is checkers.outcome_consistent(outcome, terms).passed
+
+
+# --- latency ---------------------------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank() -> None:
+    """Percentiles pick the nearest-rank value of the sorted durations."""
+    values = [float(v) for v in range(20, 0, -1)]
+    assert (10.0, 19.0, 20.0, 1.0) == (
+        checkers.percentile(values, 50),
+        checkers.percentile(values, 95),
+        checkers.percentile(values, 99),
+        checkers.percentile(values, 0),
+    )
+
+
+def test_latency_passes_within_every_bound() -> None:
+    """Durations whose statistics meet every stated bound pass, with the statistics as evidence."""
+    durations = [0.1] * 18 + [0.4, 0.9]
+    limits = {"p50": parse_threshold("< 200ms"), "max": parse_threshold("<= 0.9s")}
+    verdict = checkers.latency("chat", durations, limits)
+    assert True is verdict.passed
+    assert "chat over 20 runs: p50 < 200ms, max <= 900ms" == verdict.message
+    evidence = {"p50": 0.1, "p95": 0.4, "p99": 0.9, "max": 0.9, "mean": 0.155, "n": 20}
+    assert evidence == verdict.evidence
+
+
+def test_latency_fails_on_the_first_bound_missed() -> None:
+    """A statistic over its bound fails, with its value in milliseconds and the bound."""
+    durations = [0.1] * 18 + [0.4, 0.9]
+    limits = {"p50": parse_threshold("< 1s"), "p95": parse_threshold("< 300ms")}
+    verdict = checkers.latency("resume", durations, limits)
+    assert False is verdict.passed
+    assert "resume p95 was 400.0 ms, needed < 300ms" == verdict.message
+
+
+def test_latency_lower_bound_fails_when_too_fast() -> None:
+    """A lower bound (``p50 > 0.2s``) fails when the operation was faster."""
+    verdict = checkers.latency("chat", [0.05, 0.06], {"p50": parse_threshold("> 0.2s")})
+    assert (False, "chat p50 was 50.0 ms, needed > 200ms") == (verdict.passed, verdict.message)
+
+
+def test_latency_of_no_durations_fails() -> None:
+    """No completed operation to measure is a failure, not a vacuous pass."""
+    verdict = checkers.latency("history", [], {"max": parse_threshold("< 1s")})
+    assert (False, "no completed history operation was measured") == (
+        verdict.passed,
+        verdict.message,
+    )
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+PROMETHEUS = """\
+# HELP ws_connections Open WebSocket connections
+# TYPE ws_connections gauge
+ws_connections 3.0
+# HELP ws_connections_opened_total WebSocket connections accepted
+# TYPE ws_connections_opened_total counter
+ws_connections_opened_total 17.0
+# HELP ws_resumes_total Resume attempts, by outcome
+# TYPE ws_resumes_total counter
+ws_resumes_total{outcome="full"} 4.0
+ws_resumes_total{outcome="degraded"} 1.0
+process_resident_memory_bytes 5.24288e+07
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ws_connections", 3.0),
+        ("ws_connections_opened_total", 17.0),
+        ("process_resident_memory_bytes", 52428800.0),
+        ("ws_connections_opened", None),
+        ("ws_missing", None),
+    ],
+)
+def test_metric_value_reads_a_sample(name: str, value: float | None) -> None:
+    """A sample is found by its exact name, not by a name it merely starts with."""
+    assert value == checkers.metric_value(PROMETHEUS, name)
+
+
+def test_metric_value_of_a_malformed_sample_is_none() -> None:
+    """A sample whose value is not a number gives None rather than a made-up value."""
+    assert None is checkers.metric_value("ws_connections many\n", "ws_connections")
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "threshold", "passed", "growth"),
+    [
+        (100.0, 104.0, "< 5%", True, 0.04),
+        (100.0, 106.0, "< 5%", False, 0.06),
+        (100.0, 104.0, "< 0.05", True, 0.04),
+        (100.0, 90.0, "< 5%", True, -0.1),
+        (0.0, 1.0, "< 5%", False, math.inf),
+    ],
+)
+def test_metric_growth_against_its_threshold(
+    first: float, last: float, threshold: str, passed: bool, growth: float
+) -> None:
+    """Relative growth from the first to the last value is compared with the threshold."""
+    verdict = checkers.metric_growth("rss", first, last, parse_threshold(threshold))
+    assert (passed, pytest.approx(growth)) == (verdict.passed, verdict.evidence["growth"])
+    assert {"first": first, "last": last} == {k: verdict.evidence[k] for k in ("first", "last")}
+
+
+def test_metric_growth_message_states_the_change() -> None:
+    """The message gives the growth in percent, both values and the bound."""
+    verdict = checkers.metric_growth("rss", 100.0, 106.0, parse_threshold("< 5%"))
+    assert "rss grew 6.00% (100 to 106); needed < 5%" == verdict.message
