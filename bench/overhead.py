@@ -365,13 +365,10 @@ def _table(m: Measured) -> str:
         "also holds the reference server's own work per turn, which the echo server does not "
         "do, and the protocol client's decoding, sequencing and acks).",
         "",
-        "A protocol client's turn gets dearer as its session grows (last column): "
-        "`AsyncClient.reply_to` waits on a predicate that rebuilds `AsyncClient.delivered` (a "
-        "list comprehension over every event of the connection's life) and filters it again "
-        "on each wake-up, so a turn costs O(messages so far). Profiled separately (cProfile, "
-        "1,000 turns): those two list comprehensions (`aio_client.py`, `delivered` and "
-        "`reply_to.complete`) take over half of the client's CPU. The recording layer itself "
-        "adds little on top.",
+        "The last column compares a turn late in the session with an early one: a protocol "
+        "client that rescanned everything delivered so far would show the cost growing "
+        "(`AsyncClient` indexes replies by request since the first profile of this benchmark "
+        "showed exactly that).",
         "",
         f"**(b) Fault layer.** {len(p.direct):,} round trips each of a 16-byte frame to the "
         "echo server (one frame back), direct and through a Toxiproxy "
