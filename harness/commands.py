@@ -60,7 +60,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clock", choices=["virtual", "real", "auto"], help="override scenarios")
     parser.add_argument("--jobs", type=int, default=1, help="scenarios run at once (default 1)")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
-    parser.add_argument("--seed", type=int, help="recorded in the report (Toxiproxy ignores it)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="seeds the clients' backoff jitter; recorded in the report (Toxiproxy ignores seeds)",
+    )
     parser.add_argument("--shard", metavar="I/N", help="run the I-th of N slices of the suite")
 
 
@@ -85,6 +89,7 @@ def run_scenarios(args: argparse.Namespace) -> int:
         clock=args.clock,
         jobs=args.jobs,
         fail_fast=args.fail_fast,
+        seed=args.seed,
     )
     console = Console(stderr=True)
     statuses = {scenario.name: "queued" for _, scenario in loaded}

@@ -91,7 +91,9 @@ class ScenarioRun:
         faults: FaultLayer,
         history: History,
         clock: ClockMode,
+        seed: int | None = None,
     ) -> None:
+        self.seed = seed
         self.scenario = scenario
         self.target = target
         self.faults = faults
@@ -110,7 +112,11 @@ class ScenarioRun:
 
     def _new_client(self, spec: m.ClientSpec) -> ClientState:
         driver = ReferenceDriver(
-            spec.name, self._url(spec), self.target.token_for(spec.user or spec.name), self.history
+            spec.name,
+            self._url(spec),
+            self.target.token_for(spec.user or spec.name),
+            self.history,
+            seed=None if self.seed is None else hash((self.seed, spec.name)),
         )
         return ClientState(spec, driver)
 
@@ -372,8 +378,20 @@ class ScenarioRun:
         return f"next connection from {step.source or 'X-Forwarded-For ' + str(step.forwarded_for)}"
 
     async def _resume(self, client: ClientState, step: m.Resume) -> str:
+        other = None
+        if step.session_of is not None:
+            other = self.clients[step.session_of].driver
+            taken_from = other.client.protocol.last_seq
+            client.sent = list(self.clients[step.session_of].sent)
+            if taken_from:  # those positions went to the other connection, not this one
+                client.missed.append((1, taken_from))
         try:
-            outcome = await client.driver.resume(timeout=step.timeout)
+            outcome = await client.driver.resume(
+                timeout=step.timeout,
+                retry=step.expect != "unreachable",
+                token=step.token,
+                session_of=other,
+            )
         except DriverError as exc:
             if step.expect == "unreachable":
                 return f"unreachable, as expected: {exc}"
@@ -456,7 +474,7 @@ class ScenarioRun:
             if step.resume.notice is not None and client.driver.connected:
                 # A notice follows the resume's replay: a round trip makes sure it has arrived.
                 await client.driver.fetch_context(timeout=5.0)
-            verdicts.append(self._expect_resume(client, step.resume))
+            verdicts.append(await self._expect_resume(client, step.resume))
         for latency in step.latency:
             limits = {
                 name: value
@@ -496,7 +514,19 @@ class ScenarioRun:
         now = await client.driver.fetch_context(timeout=5.0)
         return checkers.context(snapshot.context, now, preserved=expect.preserved, keys=expect.keys)
 
-    def _expect_resume(self, client: ClientState, expect: m.ResumeExpect) -> Verdict:
+    async def _expect_resume(self, client: ClientState, expect: m.ResumeExpect) -> Verdict:
+        if expect.closed is not None:
+            await asyncio.sleep(0.05)  # the closing frame may still be on its way
+            if client.driver.closed_reason != expect.closed:
+                return Verdict(
+                    "resume",
+                    False,
+                    f"connection closed with {client.driver.closed_reason}, "
+                    f"expected {expect.closed}",
+                    {},
+                )
+            if expect.outcome is None and expect.warnings is None and expect.notice is None:
+                return Verdict("resume", True, f"connection closed with {expect.closed}", {})
         resumes = [o for o in client.outcomes if o.kind != "new"]
         if not resumes:
             return Verdict("resume", False, "no resume happened", {})

@@ -61,6 +61,8 @@ class SuiteOptions:
     clock: Literal["virtual", "real", "auto"] | None = None
     jobs: int = 1
     fail_fast: bool = False
+    seed: int | None = None
+    """Seeds the clients' backoff jitter; recorded in the report (Toxiproxy ignores seeds)."""
 
 
 @dataclass
@@ -155,7 +157,7 @@ async def run_scenario(
         result.clock = clock
         upstream = target.url.split("://", 1)[1].split("/", 1)[0]
         await faults.start(upstream)
-        run = ScenarioRun(scenario, target, faults, history, clock)
+        run = ScenarioRun(scenario, target, faults, history, clock, options.seed)
         try:
             async with asyncio.timeout(scenario.timeout):
                 steps = await run.run()

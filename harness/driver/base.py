@@ -18,6 +18,9 @@ OutcomeKind = Literal["new", "full", "degraded", "rejected"]
 class DriverError(Exception):
     """The driver could not do what was asked (connection refused, timeout, protocol error)."""
 
+    retry_after: float | None = None
+    """Seconds the target asked the client to wait, if it said."""
+
 
 @dataclass(frozen=True, slots=True)
 class Terms:
@@ -84,9 +87,26 @@ class Driver(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    async def connect(self, timeout: float) -> Outcome: ...
+    async def connect(self, timeout: float, *, retry: bool = True) -> Outcome:
+        """Open a new session; with ``retry``, back off and try again until ``timeout``."""
+        ...
 
-    async def resume(self, timeout: float) -> Outcome: ...
+    async def resume(
+        self,
+        timeout: float,
+        *,
+        retry: bool = True,
+        token: Literal["current", "previous"] = "current",
+        session_of: Any = None,
+    ) -> Outcome:
+        """Resume the session (or, with ``token="previous"``, replay the token held before the
+        last resume; with ``session_of``, take over another driver's session)."""
+        ...
+
+    @property
+    def closed_reason(self) -> str | None:
+        """The reason the target gave when it last closed this client's connection."""
+        ...
 
     async def send_message(self, text: str) -> str: ...
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import random
 import socket
 import struct
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -22,10 +25,13 @@ from harness.history import History
 from reference_server.aio_client import AsyncClient, ConnectionLostError, HandshakeRefusedError
 from reference_server.protocol import (
     Attached,
+    ClientProtocol,
+    ClientState,
     Delivered,
     DuplicateDelivery,
     RejectedByServer,
     SequenceGap,
+    ServerClosing,
     UnnumberedError,
 )
 from reference_server.protocol.messages import (
@@ -38,12 +44,23 @@ from reference_server.protocol.messages import (
 )
 
 HISTORY_PAGE = 200
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 1.0
+
+
+def _seconds(header: str | None) -> float | None:
+    try:
+        return float(header) if header else None
+    except ValueError:
+        return None
 
 
 class ReferenceDriver:
     """One client of a server that speaks the reference protocol."""
 
-    def __init__(self, name: str, url: str, token: str, history: History) -> None:
+    def __init__(
+        self, name: str, url: str, token: str, history: History, *, seed: int | None = None
+    ) -> None:
         self.name = name
         self.history = history
         self.client = AsyncClient(url, token, on_gap="report")
@@ -52,6 +69,8 @@ class ReferenceDriver:
         self._seen_events = 0
         self._session_start = 0
         self._errors_seen = 0
+        self.tokens_seen: list[str] = []
+        self.random = random.Random(seed)
 
     # --- what was seen -------------------------------------------------------------------
 
@@ -112,24 +131,90 @@ class ReferenceDriver:
         """Use a new credential from the next connection on."""
         self.client.token = token
 
-    async def connect(self, timeout: float) -> Outcome:
+    async def connect(self, timeout: float, *, retry: bool = True) -> Outcome:
         self._collect()
         self._session_start = len(self.client.events)
         self.anomalies = Anomalies()
-        return await self._open("connect", self.client.connect, timeout)
+        return await self._open("connect", self.client.connect, timeout, retry)
 
-    async def resume(self, timeout: float) -> Outcome:
+    async def resume(
+        self,
+        timeout: float,
+        *,
+        retry: bool = True,
+        token: Literal["current", "previous"] = "current",
+        session_of: ReferenceDriver | None = None,
+    ) -> Outcome:
+        """Resume this client's session; or present the token it held before its last resume
+        (a replayed stolen token); or take over ``session_of``'s session."""
         if self.client.connected:  # a half-open connection the client gives up on
             await self.client.drop()
-        return await self._open("resume", self.client.resume, timeout)
+        protocol = self.client.protocol
+        if session_of is not None:
+            other = session_of.client.protocol
+            if other.session is None:
+                raise DriverError(f"{session_of.name} has no session to take over")
+            protocol.session, protocol.last_seq = other.session, other.last_seq
+            protocol.state = ClientState.DISCONNECTED
+            self._session_start = len(self.client.events)
+        if token == "previous":
+            return await self._replay_previous_token(timeout)
+        return await self._open("resume", self.client.resume, timeout, retry)
 
-    async def _open(self, kind: str, how: Any, timeout: float) -> Outcome:
+    async def _replay_previous_token(self, timeout: float) -> Outcome:
+        """Resume with the token held before the last resume, on a copy of the protocol state,
+        so the rightful client's own state (and current token) stays as it was."""
+        own = self.client.protocol
+        if len(self.tokens_seen) < 2 or own.session is None:
+            raise DriverError("no previous resume token: the client has resumed no session")
+        thief = ClientProtocol(on_gap="report")
+        thief.session = dataclasses.replace(own.session, resume_token=self.tokens_seen[-2])
+        thief.last_seq, thief.next_seq = own.last_seq, own.next_seq
+        thief.state = ClientState.DISCONNECTED
+        self.client.protocol = thief
+        try:
+            return await self._open("resume", self.client.resume, timeout, False)
+        finally:
+            await self.client.drop()
+            self.client.protocol = own
+
+    async def _open(self, kind: str, how: Any, timeout: float, retry: bool) -> Outcome:
+        """Connect or resume; while ``retry``, back off exponentially with full jitter (§14)
+        after a refused connection or an ``overloaded`` answer, until ``timeout`` runs out."""
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                outcome, retry_after = await self._attempt(kind, how, deadline - time.monotonic())
+            except DriverError as exc:
+                delay = self._backoff(attempt, exc.retry_after)
+                if not retry or time.monotonic() + delay >= deadline:
+                    raise
+                self.history.event(self.name, "retry", of=kind, attempt=attempt, delay=delay)
+                await asyncio.sleep(delay)
+                continue
+            if outcome.reason != "overloaded" or not retry:
+                return outcome
+            delay = self._backoff(attempt, retry_after)
+            if time.monotonic() + delay >= deadline:
+                return outcome
+            self.history.event(self.name, "retry", of=kind, attempt=attempt, delay=delay)
+            await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int, floor: float | None) -> float:
+        cap = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+        return max(floor or 0.0, self.random.uniform(0, cap))
+
+    async def _attempt(self, kind: str, how: Any, timeout: float) -> tuple[Outcome, float | None]:
         op = self.history.invoke(self.name, kind)
         try:
-            answer = await how(timeout)
+            answer = await how(max(0.05, timeout))
         except HandshakeRefusedError as exc:
             self.history.complete(op, "fail", error=str(exc))
-            raise DriverError(f"{kind}: handshake refused: {exc}") from None
+            error = DriverError(f"{kind}: handshake refused: {exc}")
+            error.retry_after = _seconds(exc.retry_after)
+            raise error from None
         except (OSError, TimeoutError, ConnectionLostError, InvalidHandshake) as exc:
             # InvalidHandshake: the network broke the HTTP upgrade (no or a cut response).
             self.history.complete(op, "fail", error=f"{type(exc).__name__}: {exc}")
@@ -137,10 +222,12 @@ class ReferenceDriver:
         self._collect()
         if isinstance(answer, RejectedByServer):
             self.history.complete(op, "ok", outcome="rejected", reason=answer.reason)
-            return Outcome(kind="rejected", reason=answer.reason)
+            after = answer.retry_after_ms / 1000 if answer.retry_after_ms else None
+            return Outcome(kind="rejected", reason=answer.reason), after
         outcome = _outcome(answer)
         session = self.client.protocol.session
         if session is not None:
+            self.tokens_seen.append(session.resume_token)
             self.terms = Terms(
                 full_window_s=session.windows.full_s,
                 resumable_window_s=session.windows.resumable_s,
@@ -150,7 +237,13 @@ class ReferenceDriver:
         self.history.complete(
             op, "ok", outcome=outcome.kind, warnings=list(outcome.warnings), gap_s=outcome.gap_s
         )
-        return outcome
+        return outcome, None
+
+    @property
+    def closed_reason(self) -> str | None:
+        """The reason the server gave when it last closed this client's connection."""
+        closings = [e for e in self.client.events if isinstance(e, ServerClosing)]
+        return closings[-1].closing.reason if closings else None
 
     async def disconnect(self, how: Literal["close", "reset"]) -> None:
         """Close cleanly, or reset the TCP connection (RST) as a broken network would."""

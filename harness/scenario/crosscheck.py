@@ -97,6 +97,8 @@ class _Checker:
             self.snapshots.append(step.name)
         if isinstance(step, Expect):
             self._check_snapshot_names(step, path)
+        if isinstance(step, Resume) and step.session_of is not None:
+            self._check_session_of(step, path, client)
 
     def _client(self, step: Step, path: FieldPath, *, in_parallel: bool) -> ClientSpec | None:
         """The client the step acts on (``None`` inside ``parallel`` or when it has none)."""
@@ -136,6 +138,22 @@ class _Checker:
                 )
             )
         return None
+
+    def _check_session_of(self, step: Resume, path: FieldPath, client: ClientSpec | None) -> None:
+        name = step.session_of
+        declared = list(self.clients)
+        if name not in self.clients:
+            self.issues.append(
+                Issue(
+                    (*path, "session_of"),
+                    f"unknown client `{name}` (declared: {', '.join(declared)})",
+                    closest(name or "", declared),
+                )
+            )
+        elif client is not None and client.name == name:
+            self.issues.append(
+                Issue((*path, "session_of"), "a client cannot take over its own session")
+            )
 
     def _check_source(
         self, step: ChangeIp, path: FieldPath, client: ClientSpec | None, *, in_parallel: bool

@@ -159,10 +159,14 @@ class ResumeExpect(_Model, frozen=True, kw_only=True):
     outcome: Literal["full", "degraded", "rejected", "any"] | None = None
     warnings: tuple[str, ...] | None = None
     notice: bool | None = None
+    closed: NonEmptyStr | None = None
+    """The reason the target gave when it last closed this client's connection
+    (e.g. ``session_taken_over``, ``session_revoked``)."""
 
     def __post_init__(self) -> None:
-        if self.outcome is None and self.warnings is None and self.notice is None:
-            raise ConstraintError("give at least one of `outcome`, `warnings`, `notice`")
+        parts = (self.outcome, self.warnings, self.notice, self.closed)
+        if all(part is None for part in parts):
+            raise ConstraintError("give at least one of `outcome`, `warnings`, `notice`, `closed`")
 
 
 LatencyOperation = Literal["connect", "resume", "chat", "history", "context"]
@@ -401,6 +405,11 @@ class Resume(_Step, tag="resume", frozen=True, kw_only=True):
     reason: NonEmptyStr | None = None
     warnings: tuple[str, ...] | None = None
     timeout: Duration = _seconds(5.0)
+    token: Literal["current", "previous"] = "current"
+    """``previous``: present the resume token the client held before its last resume, as a
+    thief replaying a stolen token would; a correct target revokes the session."""
+    session_of: str | None = None
+    """Take over another client's session: resume it from this client's connection."""
 
     def __post_init__(self) -> None:
         if self.reason is not None and self.expect != "rejected":
