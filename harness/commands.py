@@ -99,7 +99,8 @@ def run_scenarios(args: argparse.Namespace) -> int:
         view.add_column("scenario")
         view.add_column("status")
         for name, status in statuses.items():
-            view.add_row(name, f"[{_STYLE.get(status, 'white')}]{status}[/]")
+            style = _STYLE.get(status.split(" ", 1)[0], "white")
+            view.add_row(name, f"[{style}]{status}[/]")
         return view
 
     with Live(table(), console=console, refresh_per_second=8, transient=False) as live:
@@ -107,7 +108,7 @@ def run_scenarios(args: argparse.Namespace) -> int:
         def progress(name: str, status: str) -> None:
             statuses[name] = status
             live.update(table())
-            if not console.is_terminal:
+            if not console.is_terminal and not status.startswith("running step"):
                 console.print(f"{status:8} {name}")
 
         suite = asyncio.run(run_suite(loaded, options, progress))

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -92,8 +92,10 @@ class ScenarioRun:
         history: History,
         clock: ClockMode,
         seed: int | None = None,
+        on_step: Callable[[str, str], None] | None = None,
     ) -> None:
         self.seed = seed
+        self.on_step = on_step
         self.scenario = scenario
         self.target = target
         self.faults = faults
@@ -158,6 +160,8 @@ class ScenarioRun:
 
     async def _run_step(self, step: m.Step, path: str, default_client: str | None) -> bool:
         kind = _STEP_KINDS[type(step)]
+        if self.on_step is not None:
+            self.on_step(path, kind)
         result = StepResult(path, kind, "passed")
         started = time.perf_counter()
         op = self.history.invoke("runner", "step", path=path, step=kind)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from harness.errors import HarnessInfrastructureError
 from harness.faults.layer import FaultLayer
@@ -110,7 +111,7 @@ async def run_suite(
                     )
                     return
                 report(scenario.name, "running")
-                result = await run_scenario(path, scenario, api, options)
+                result = await run_scenario(path, scenario, api, options, report)
                 results[index] = result
                 report(scenario.name, result.status)
                 if options.fail_fast and result.status in ("failed", "error"):
@@ -122,7 +123,11 @@ async def run_suite(
 
 
 async def run_scenario(
-    path: Path, scenario: m.Scenario, api: ToxiproxyClient, options: SuiteOptions
+    path: Path,
+    scenario: m.Scenario,
+    api: ToxiproxyClient,
+    options: SuiteOptions,
+    progress: Progress | None = None,
 ) -> ScenarioResult:
     """Run one scenario against a fresh embedded target (or the external one)."""
     started = time.perf_counter()
@@ -155,9 +160,14 @@ async def run_scenario(
             result.status, result.error = "skipped", "the target offers no clock control"
             return result
         result.clock = clock
-        upstream = target.url.split("://", 1)[1].split("/", 1)[0]
+        upstream = _upstream(target.url)
         await faults.start(upstream)
-        run = ScenarioRun(scenario, target, faults, history, clock, options.seed)
+
+        def on_step(step_path: str, kind: str) -> None:
+            if progress is not None:
+                progress(scenario.name, f"running step {step_path} ({kind})")
+
+        run = ScenarioRun(scenario, target, faults, history, clock, options.seed, on_step)
         try:
             async with asyncio.timeout(scenario.timeout):
                 steps = await run.run()
@@ -194,3 +204,10 @@ def _has(target: Target, capability: str) -> bool:
     if capability == "embedded":
         return isinstance(target, EmbeddedTarget)
     return True
+
+
+def _upstream(url: str) -> str:
+    """host:port of a ws(s) URL, with the scheme's default port when it names none."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    return f"{parts.hostname}:{port}"
