@@ -115,15 +115,17 @@ class ScenarioRun:
     def _new_client(self, spec: m.ClientSpec) -> ClientState:
         driver = ReferenceDriver(
             spec.name,
-            self._url(spec),
+            self.target.url,
             self.target.token_for(spec.user or spec.name),
             self.history,
             seed=None if self.seed is None else hash((self.seed, spec.name)),
         )
+        driver.set_route(connect_to=self._connect_to(spec), source_ip=None, forwarded_for=None)
         return ClientState(spec, driver)
 
-    def _url(self, spec: m.ClientSpec) -> str:
-        return self.target.url if spec.route == "direct" else self.faults.route(self.target.url)
+    def _connect_to(self, spec: m.ClientSpec) -> tuple[str, int] | None:
+        """The proxy's address for clients on the proxy route; None (the URL's host) otherwise."""
+        return None if spec.route == "direct" else self.faults.address
 
     def _client(self, name: str | None) -> ClientState:
         if name is None:
@@ -374,7 +376,9 @@ class ScenarioRun:
         if step.forwarded_for is not None:
             client.forwarded_for = step.forwarded_for
         client.driver.set_route(
-            self._url(client.spec), source_ip=client.source_ip, forwarded_for=client.forwarded_for
+            connect_to=self._connect_to(client.spec),
+            source_ip=client.source_ip,
+            forwarded_for=client.forwarded_for,
         )
         self.history.event(
             client.spec.name, "change_ip", source=step.source, forwarded_for=step.forwarded_for

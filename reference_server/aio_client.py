@@ -70,6 +70,7 @@ class AsyncClient:
         self.token = token
         self.headers = dict(headers or {})
         self.source_ip = source_ip
+        self.connect_to: tuple[str, int] | None = None
         self.token_in_query = token_in_query
         self.open_timeout = open_timeout
         self.protocol = ClientProtocol(on_gap=on_gap)
@@ -135,7 +136,11 @@ class AsyncClient:
             url += ("&" if "?" in url else "?") + f"access_token={self.token}"
         elif self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        extra = {"local_addr": (self.source_ip, 0)} if self.source_ip else {}
+        extra: dict[str, object] = {"local_addr": (self.source_ip, 0)} if self.source_ip else {}
+        if self.connect_to is not None:
+            # TCP goes here (e.g. a fault-injecting proxy); the URL still names the server, so
+            # the Host header and the TLS server name stay the server's.
+            extra["host"], extra["port"] = self.connect_to
         try:
             self.ws = await connect(
                 url,

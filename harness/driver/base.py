@@ -127,4 +127,10 @@ class Driver(Protocol):
         """
         ...
 
-    def set_route(self, url: str, *, source_ip: str | None, forwarded_for: str | None) -> None: ...
+    def set_route(
+        self,
+        *,
+        connect_to: tuple[str, int] | None,
+        source_ip: str | None,
+        forwarded_for: str | None,
+    ) -> None: ...

@@ -118,9 +118,16 @@ class ReferenceDriver:
 
     # --- sessions ------------------------------------------------------------------------
 
-    def set_route(self, url: str, *, source_ip: str | None, forwarded_for: str | None) -> None:
-        """Where and how the next connection goes: URL, source address, X-Forwarded-For."""
-        self.client.url = url
+    def set_route(
+        self,
+        *,
+        connect_to: tuple[str, int] | None,
+        source_ip: str | None,
+        forwarded_for: str | None,
+    ) -> None:
+        """How the next connection goes: the TCP address to open (a proxy in front of the
+        URL's host, or None for the host itself), the source address, X-Forwarded-For."""
+        self.client.connect_to = connect_to
         self.client.source_ip = source_ip
         if forwarded_for:
             self.client.headers["X-Forwarded-For"] = forwarded_for

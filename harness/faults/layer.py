@@ -62,11 +62,12 @@ class FaultLayer:
         self.port = proxy.port
         self.history.event("fault", "proxy_created", listen=proxy.listen, upstream=upstream)
 
-    def route(self, target_url: str) -> str:
-        """The URL that reaches the target through this proxy."""
-        scheme, rest = target_url.split("://", 1)
-        path = rest[rest.index("/") :] if "/" in rest else "/"
-        return f"{scheme}://127.0.0.1:{self.port}{path}"
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where clients connect to reach the target through this proxy. Clients keep the
+        target's own URL (its Host header, TLS server name and path) and only open their TCP
+        connection here, so ``wss://`` targets work through the proxy too."""
+        return ("127.0.0.1", self.port)
 
     async def down(self) -> None:
         await self.api.set_enabled(self.name, False)
