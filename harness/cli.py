@@ -191,3 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessInfrastructureError as error:
         print(f"harness: {error}", file=sys.stderr)
         return exit_codes.INFRASTRUCTURE_ERROR
+    except KeyboardInterrupt:
+        # asyncio.run has cancelled the run by now: every proxy and server was stopped on the
+        # way out (tests/e2e/test_interrupt.py checks it). No report is written for a cut run.
+        print("harness: interrupted; proxies and servers were stopped", file=sys.stderr)
+        return exit_codes.INTERRUPTED

@@ -13,3 +13,6 @@ USAGE_ERROR: Final = 2
 
 INFRASTRUCTURE_ERROR: Final = 3
 """The harness could not do its job: a tool is missing, a server did not start."""
+
+INTERRUPTED: Final = 130
+"""Stopped by Ctrl-C (SIGINT), after cleaning up; the shell's convention of 128 + 2."""
