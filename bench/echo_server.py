@@ -13,14 +13,14 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-READY_PREFIX = "listening on "
+from reference_server.launcher import READY_PREFIX, ServerProcess
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -67,58 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-class EchoServerProcess:
-    """``async with EchoServerProcess(frames=5, size=90) as echo: echo.url``; every wait is
-    bounded and the child never outlives the context manager."""
+class EchoServerProcess(ServerProcess):
+    """``async with EchoServerProcess(frames=5, size=90) as echo: echo.url``: the launcher of
+    the reference server, pointed at this module."""
 
     def __init__(self, *, frames: int, size: int, start_timeout: float = 15.0) -> None:
-        self.args = ["--frames", str(frames), "--size", str(size)]
-        self.start_timeout = start_timeout
-        self.url = ""
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.process is None else self.process.pid
-
-    async def __aenter__(self) -> EchoServerProcess:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.echo_server",
-            *self.args,
+        super().__init__(
+            ["--frames", str(frames), "--size", str(size)],
+            module="bench.echo_server",
             cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C reaches the benchmark, which stops the child
+            start_timeout=start_timeout,
         )
-        try:
-            assert self.process.stdout is not None
-            raw = await asyncio.wait_for(self.process.stdout.readline(), self.start_timeout)
-            line = raw.decode(errors="replace")
-            if not line.startswith(READY_PREFIX):
-                raise RuntimeError(f"echo server did not start: first line was {line!r}")
-        except BaseException:
-            await self.stop()
-            raise
-        self.url = line.removeprefix(READY_PREFIX).strip()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM, wait up to ``timeout``, then SIGKILL. Safe to call twice."""
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await asyncio.wait_for(process.wait(), timeout)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from harness.checkers import percentile
 from harness.driver.reference import ReferenceDriver
 from harness.faults.toxiproxy_client import ToxiproxyClient
 from harness.faults.toxiproxy_server import ToxiproxyServer
@@ -49,7 +50,6 @@ from reference_server.protocol import Attached, Delivered, codec
 from reference_server.protocol.messages import ReplyChunk, UserMessage
 
 from .echo_server import EchoServerProcess
-from .storm import percentile
 from .throughput import (
     CONNECT_OPTIONS,
     BenchError,

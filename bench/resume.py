@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import connect
 
+from harness.checkers import percentile
 from reference_server.aio_client import AsyncClient
 from reference_server.launcher import ServerProcess
 from reference_server.protocol import Attached
@@ -54,9 +55,7 @@ class Latencies:
 
     def percentile(self, p: float) -> float:
         """Nearest-rank percentile."""
-        ordered = sorted(self.samples)
-        rank = max(1, min(len(ordered), -(-len(ordered) * p // 100)))
-        return ordered[int(rank) - 1]
+        return percentile(self.samples, p)
 
 
 async def _server_metrics(url: str) -> dict[str, float]:

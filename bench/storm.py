@@ -46,6 +46,7 @@ from typing import Literal, TypeVar
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from harness.checkers import percentile
 from harness.faults.toxiproxy_client import ToxiproxyClient
 from harness.faults.toxiproxy_server import ToxiproxyServer
 from reference_server.aio_client import AsyncClient
@@ -89,15 +90,6 @@ def listen_overflows() -> int:
             found = dict(zip(head.split()[1:], values.split()[1:], strict=False))
             return int(found.get("ListenOverflows", -1))
     return -1
-
-
-def percentile(samples: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (nan for no samples)."""
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    rank = max(1, min(len(ordered), -(-len(ordered) * p // 100)))
-    return ordered[int(rank) - 1]
 
 
 async def metric(base: str, name: str) -> float:

@@ -232,7 +232,12 @@ def outcome_consistent(outcome: Outcome, terms: Terms | None) -> Verdict:
 
 
 def percentile(values: Sequence[float], p: float) -> float:
-    """The p-th percentile (nearest rank) of ``values``."""
+    """The p-th percentile (nearest rank) of ``values``; nan when there are none.
+
+    The one definition used by checkers, reports and benchmarks, so a report never shows a
+    figure computed differently from the one a threshold was judged on."""
+    if not values:
+        return math.nan
     ordered = sorted(values)
     rank = max(1, math.ceil(p / 100 * len(ordered)))
     return ordered[rank - 1]

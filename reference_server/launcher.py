@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -37,13 +38,19 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         start_timeout: float = 15.0,
         log_path: Path | None = None,
+        module: str = "reference_server",
+        cwd: Path | None = None,
     ) -> None:
+        """``module`` is run with ``python -m``; any server that takes ``--port`` and states
+        ``listening on URL`` first (the benchmarks' echo server does) can be launched."""
+        self.module = module
+        self.cwd = cwd
         self.args = list(args)
         self.env = {**os.environ, **(env or {})}
         self.start_timeout = start_timeout
-        self.log_path = (
-            log_path or Path(tempfile.mkdtemp(prefix="reference-server-")) / "server.log"
-        )
+        # A log folder made here is removed on exit; a caller's log_path is the caller's.
+        self._own_log_dir = None if log_path else Path(tempfile.mkdtemp(prefix="server-"))
+        self.log_path = log_path or Path(str(self._own_log_dir)) / "server.log"
         self.url = ""
         self.port = 0
         self.process: asyncio.subprocess.Process | None = None
@@ -55,6 +62,8 @@ class ServerProcess:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+        if self._own_log_dir is not None:
+            shutil.rmtree(self._own_log_dir, ignore_errors=True)
 
     @property
     def pid(self) -> int | None:
@@ -70,13 +79,14 @@ class ServerProcess:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "reference_server",
+                self.module,
                 *self.args,
                 "--port",
                 str(self.port),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 env=self.env,
+                cwd=self.cwd,
                 start_new_session=True,  # Ctrl-C in the terminal reaches us, not the child
             )
         finally:

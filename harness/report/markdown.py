@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 
+from harness.checkers import percentile
 from harness.report.results import OPERATIONS, OpRecord, RunRecord, ScenarioRecord, StepRecord
 
 _ICON = {"passed": "✅", "failed": "❌", "error": "⚠️", "skipped": "⏭️"}
@@ -25,12 +26,6 @@ _HINTS = {
     "metrics": "a server metric crossed its threshold",
     "resume": "the resume outcome was not the expected one",
 }
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
 
 
 def _ms(seconds: float) -> str:
