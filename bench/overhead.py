@@ -39,11 +39,21 @@ from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from harness import checkers
 from harness.checkers import percentile
-from harness.driver.reference import ReferenceDriver
+from harness.driver.base import ClientConfig
+from harness.driver.reference import INFO, ReferenceDriver
 from harness.faults.toxiproxy_client import ToxiproxyClient
 from harness.faults.toxiproxy_server import ToxiproxyServer
-from harness.history import History
+from harness.history import (
+    AwaitReply,
+    Connect,
+    History,
+    Observation,
+    Replied,
+    SendMessage,
+    Sent,
+)
 from reference_server.aio_client import AsyncClient
 from reference_server.launcher import ServerProcess
 from reference_server.protocol import Attached, Delivered, codec
@@ -184,28 +194,38 @@ async def client_turns(url: str, token: str, turns: int) -> Turns:
 
 
 async def driver_turns(url: str, token: str, turns: int) -> Turns:
+    """Turns as the runner makes them: each call recorded as invoke and completion in the
+    history, every delivery observed into it, and the delivery check over it at the end."""
     history = History()
-    driver = ReferenceDriver("bench", url, token, history)
+
+    def observe(observation: Observation) -> None:
+        history.event("bench", observation)
+
+    driver = ReferenceDriver(ClientConfig(name="bench", url=url, credential=token), observe)
     try:
+        op = history.invoke("bench", Connect())
         outcome = await driver.connect(TIMEOUT_S)
+        history.complete(op, "ok", outcome)
         if outcome.kind != "new":
             raise BenchError(f"connect: {outcome}")
 
         async def turn() -> None:
+            op = history.invoke("bench", SendMessage(text=TEXT))
             message_id = await driver.send_message(TEXT)
-            reply = await driver.await_reply(message_id, TIMEOUT_S)
-            if not reply or not reply[-1].final:
-                raise BenchError(f"incomplete reply to {message_id}")
+            history.complete(op, "ok", Sent(message_id=message_id, connected=driver.connected))
+            op = history.invoke("bench", AwaitReply(message_id=message_id, timeout=TIMEOUT_S))
+            parts = await driver.await_reply(message_id, TIMEOUT_S)
+            history.complete(op, "ok", Replied(parts=parts))
 
         result = await _timed(turns, turn)
-        anomalies = driver.anomalies
-        if anomalies.duplicates or anomalies.gaps or anomalies.protocol_errors:
-            raise BenchError(f"anomalies: {anomalies}")
+        verdict = checkers.delivery(checkers.client_view(history.ops, "bench"), INFO.positions)
+        if not verdict.passed:
+            raise BenchError(f"delivery: {verdict.message}")
         return result
     finally:
         with contextlib.suppress(Exception):
             await driver.client.bye()
-        await driver.client.drop()
+        await driver.aclose()
 
 
 @dataclass

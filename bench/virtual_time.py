@@ -1,6 +1,6 @@
 """Virtual time: the seed suite's wall time against the sum of the waits it contains.
 
-The seed suite (``scenarios/seed``) is run as ``harness run`` runs it: ``run_suite`` with the
+The seed suite (``scenarios/seed``) is run as ``harness run`` runs it: the run engine with the
 default options (one Toxiproxy for the run, one embedded reference server per scenario, one
 scenario at a time, each on its own clock, here all ``virtual``). Its waits are the virtual
 seconds the runner advanced the servers' clocks by (``wait`` steps and ``drop`` durations), plus
@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.engine import Engine, RunOptions
+from harness.results import RunResult
 from harness.scenario import load_files
 from harness.scenario import model as m
-from harness.suite import SuiteOptions, SuiteResult, run_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "scenarios" / "seed"
@@ -47,12 +48,12 @@ def real_waits(steps: Sequence[m.Step], clock: str | None) -> float:
 class Measured:
     """The suite's result and, per scenario, its real waits (same order)."""
 
-    suite: SuiteResult
+    suite: RunResult
     real: list[float]
 
     @property
     def virtual_s(self) -> float:
-        return sum(r.virtual_seconds for r in self.suite.results)
+        return sum(r.virtual_seconds for r in self.suite.scenarios)
 
     @property
     def waits_s(self) -> float:
@@ -66,10 +67,11 @@ class Measured:
 async def _measure() -> Measured:
     loaded = load_files([str(SEED)])
     async with asyncio.timeout(RUN_TIMEOUT_S):
-        suite = await run_suite(loaded, SuiteOptions())
+        async with Engine(RunOptions()) as engine:
+            suite = await engine.run(loaded)
     real = [
         real_waits(scenario.steps, result.clock)
-        for (_, scenario), result in zip(loaded, suite.results, strict=True)
+        for (_, scenario), result in zip(loaded, suite.scenarios, strict=True)
     ]
     return Measured(suite, real)
 
@@ -78,11 +80,11 @@ def _table(measured: Measured) -> str:
     suite = measured.suite
     met = measured.speedup >= GOAL_SPEEDUP and suite.seconds < GOAL_WALL_S
     statuses: dict[str, int] = {}
-    for result in suite.results:
+    for result in suite.scenarios:
         statuses[result.status] = statuses.get(result.status, 0) + 1
     lines = [
-        f"The seed suite ({len(suite.results)} scenarios, `scenarios/seed`) through "
-        "`harness.suite.run_suite` with default options (one scenario at a time, one Toxiproxy, "
+        f"The seed suite ({len(suite.scenarios)} scenarios, `scenarios/seed`) through "
+        "`harness.engine.Engine` with default options (one scenario at a time, one Toxiproxy, "
         "one embedded reference server per scenario). Waits: virtual seconds advanced, plus the "
         "real ones (a chat expecting a timeout waits it out).",
         "",
@@ -90,7 +92,7 @@ def _table(measured: Measured) -> str:
         "| waits / wall |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
-    for result, real in zip(suite.results, measured.real, strict=True):
+    for result, real in zip(suite.scenarios, measured.real, strict=True):
         waits = result.virtual_seconds + real
         lines.append(
             f"| {result.name} | {result.status} | {result.clock or '-'} | {result.seconds:.2f} "
@@ -110,7 +112,7 @@ def _table(measured: Measured) -> str:
         f"{measured.waits_s:.0f} s of waits, {measured.speedup:.1f}x). The suite's wall time "
         "includes starting Toxiproxy and each scenario's server.",
     ]
-    failing = [r for r in suite.results if r.status in ("failed", "error")]
+    failing = [r for r in suite.scenarios if r.status in ("failed", "error")]
     for result in failing:
         step = result.first_failure
         where = f"step {step.path} ({step.kind}): {step.message}" if step else result.error

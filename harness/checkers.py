@@ -1,84 +1,243 @@
-"""Checkers: pure functions from what was recorded to a verdict with its evidence.
+"""Checkers: pure functions from the recorded history to a verdict with its evidence.
 
-They see neutral records only (deliveries by stream position, stored turns, context mappings,
-outcomes, durations), so they work for any driver. Each verdict names the first thing that
-went wrong: the first missing or duplicated position, the context keys that differ.
+They read only the history (``harness.history``) and the driver's declaration of how its
+positions order (``PositionModel``), so they work for any driver and give the same verdict
+when a saved history is judged again (``harness check``). Each verdict names the first thing
+that went wrong: the first lost, doubled or reordered position, the context keys that differ.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.driver.base import Anomalies, Delivery, Outcome, Terms, Turn
+import msgspec
+
+from harness.driver.base import PositionModel
+from harness.history import (
+    Closed,
+    Connect,
+    Delivered,
+    Notice,
+    Op,
+    Outcome,
+    Position,
+    Resume,
+    SendMessage,
+    Sent,
+    Turn,
+    Violation,
+)
 from harness.scenario.durations import Threshold
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     """One check's result."""
 
     check: str
     passed: bool
     message: str
-    evidence: dict[str, Any] = field(default_factory=dict)
+    """What was seen."""
+    evidence: dict[str, Any] = {}
+    expected: str = ""
+    """What should have been seen, when the check's name does not say it."""
+
+
+# --- what the history says about one client ---------------------------------------------------
+
+
+@dataclass
+class ClientView:
+    """One client's part of a history, gathered in one pass."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    """Every completed connect or resume, in order (rejections too)."""
+    deliveries: dict[str, list[Delivered]] = field(default_factory=dict)
+    """By stream, in arrival order."""
+    starts: dict[str, Position] = field(default_factory=dict)
+    """The position each stream continues after for this client (its earliest ``after``)."""
+    declared_missed: dict[str, list[tuple[Position, Position]]] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    """Since the client's last new session."""
+    closed: list[Closed] = field(default_factory=list)
+    session: str | None = None
+    """The session the client holds (or last held) at the end of the slice."""
+
+
+def client_view(ops: Sequence[Op], client: str) -> ClientView:
+    """Everything about ``client`` the history up to the end of ``ops`` holds."""
+    view = ClientView()
+    for op in ops:
+        if op.process != client:
+            continue
+        body = op.body
+        if isinstance(body, Outcome) and op.phase == "ok":
+            view.outcomes.append(body)
+            if body.kind == "new":
+                view.notices.clear()
+            if body.kind in ("new", "full", "degraded"):
+                view.session = body.session
+                if body.stream is not None:
+                    stream = body.stream
+                    view.deliveries.setdefault(stream, [])
+                    if body.after is not None:
+                        known = view.starts.get(stream)
+                        if known is None or _less(body.after, known):
+                            view.starts[stream] = body.after
+                    if body.missed is not None:
+                        view.declared_missed.setdefault(stream, []).append(body.missed)
+        elif isinstance(body, Delivered):
+            view.deliveries.setdefault(body.stream, []).append(body)
+        elif isinstance(body, Violation):
+            view.violations.append(body.message)
+        elif isinstance(body, Notice):
+            view.notices.append(body)
+        elif isinstance(body, Closed):
+            view.closed.append(body)
+    return view
+
+
+def _less(a: Position, b: Position) -> bool:
+    if isinstance(a, int) and isinstance(b, int):
+        return a < b
+    return False
+
+
+def sent_in_session(ops: Sequence[Op], session: str | None) -> list[tuple[str, str]]:
+    """(message id, text) of every message sent in ``session``, by any client, in order.
+
+    A message belongs to the session its client held when it sent it (a client that took a
+    session over inherits what was sent in it)."""
+    holding: dict[str, str | None] = {}
+    texts: dict[int, str] = {}
+    out: list[tuple[str, str]] = []
+    for op in ops:
+        body = op.body
+        if isinstance(body, Outcome) and op.phase == "ok" and body.kind != "rejected":
+            holding[op.process] = body.session
+        elif isinstance(body, SendMessage) and op.phase == "invoke":
+            texts[op.id] = body.text
+        elif (
+            isinstance(body, Sent)
+            and op.id in texts
+            and session is not None
+            and holding.get(op.process) == session
+        ):
+            out.append((body.message_id, texts[op.id]))
+    return out
+
+
+def attempts(ops: Sequence[Op], client: str) -> list[tuple[Op, Op | None]]:
+    """Each connect or resume attempt of the client: its invocation and completion."""
+    done = {op.id: op for op in ops if op.phase != "invoke"}
+    return [
+        (op, done.get(op.id))
+        for op in ops
+        if op.process == client and op.phase == "invoke" and isinstance(op.body, Connect | Resume)
+    ]
+
+
+# --- delivery ---------------------------------------------------------------------------------
 
 
 def delivery(
-    deliveries: Sequence[Delivery],
-    anomalies: Anomalies,
-    declared_missed: Iterable[tuple[int, int]] = (),
+    view: ClientView,
+    positions: PositionModel,
     *,
     no_loss: bool = True,
     no_duplicates: bool = True,
     order: bool = True,
 ) -> Verdict:
-    """The client got every position once, in order, except ranges the server declared lost."""
-    positions = [d.position for d in deliveries]
-    missed = {p for first, last in declared_missed for p in range(first, last + 1)}
-    if no_duplicates:
-        repeated = sorted(p for p, n in Counter(positions).items() if n > 1)
-        doubled = sorted(set(anomalies.duplicates) | set(repeated))
-        if doubled:
-            return Verdict(
-                "delivery",
-                False,
-                f"position {doubled[0]} was delivered twice ({len(doubled)} duplicated in all)",
-                {"duplicated": doubled[:20]},
-            )
-    if order and positions != sorted(positions):
-        index = next(i for i in range(1, len(positions)) if positions[i] < positions[i - 1])
+    """Every position arrived once, in order, except ranges the server declared lost.
+
+    A duplicate is a position that arrived twice; a reordering a position that arrived after a
+    later one had; a loss a position between the stream's start and the last one that arrived,
+    never delivered and not declared lost. How positions order is the driver's declaration."""
+    total = 0
+    for stream, delivered in view.deliveries.items():
+        got = [d.position for d in delivered]
+        total += len(got)
+        if no_duplicates:
+            doubled = sorted((p for p, n in Counter(got).items() if n > 1), key=_sort_key)
+            if doubled:
+                return Verdict(
+                    check="delivery",
+                    passed=False,
+                    message=f"position {doubled[0]} was delivered twice "
+                    f"({len(doubled)} duplicated in all)",
+                    evidence={"stream": stream, "duplicated": doubled[:20]},
+                )
+        if positions.order == "opaque":
+            continue
+        ints = [p for p in got if isinstance(p, int)]
+        if order:
+            highest: int | None = None
+            for i, p in enumerate(ints):
+                if highest is not None and p < highest and p not in ints[:i]:
+                    return Verdict(
+                        check="delivery",
+                        passed=False,
+                        message=f"position {p} arrived after {highest} (reordered)",
+                        evidence={"stream": stream, "around": ints[max(0, i - 3) : i + 3]},
+                    )
+                highest = p if highest is None else max(highest, p)
+        if no_loss and positions.order == "dense" and ints:
+            start = view.starts.get(stream)
+            first = (start + 1) if isinstance(start, int) else min(ints)
+            declared = {
+                p
+                for a, b in view.declared_missed.get(stream, [])
+                if isinstance(a, int) and isinstance(b, int)
+                for p in range(a, b + 1)
+            }
+            have = set(ints) | declared
+            lost = [p for p in range(first, max(ints) + 1) if p not in have]
+            if lost:
+                return Verdict(
+                    check="delivery",
+                    passed=False,
+                    message=f"position {lost[0]} never arrived and the server did not declare "
+                    "it lost",
+                    evidence={"stream": stream, "lost": lost[:20], "lost_count": len(lost)},
+                )
+    if view.violations:
         return Verdict(
-            "delivery",
-            False,
-            f"position {positions[index]} arrived after {positions[index - 1]}",
-            {"around": positions[max(0, index - 3) : index + 3]},
+            check="delivery",
+            passed=False,
+            message=f"the server broke the protocol: {view.violations[0]}",
+            evidence={"violations": view.violations[:10]},
         )
-    if no_loss and positions:
-        have = set(positions) | missed
-        lost = [p for p in range(1, max(positions) + 1) if p not in have]
-        if lost or anomalies.gaps:
-            first = lost[0] if lost else anomalies.gaps[0][0]
-            return Verdict(
-                "delivery",
-                False,
-                f"position {first} never arrived and the server did not declare it lost",
-                {"lost": lost[:20], "undeclared_gaps": anomalies.gaps[:10]},
-            )
-    if anomalies.protocol_errors:
-        return Verdict(
-            "delivery",
-            False,
-            f"the server broke the protocol: {anomalies.protocol_errors[0]}",
-            {"errors": anomalies.protocol_errors[:10]},
-        )
-    declared = f", {len(missed)} declared lost by the server" if missed else ""
-    return Verdict(
-        "delivery", True, f"{len(positions)} messages, each once, in order{declared}", {}
+    declared_count = sum(
+        (b - a + 1) if isinstance(a, int) and isinstance(b, int) else 1
+        for ranges in view.declared_missed.values()
+        for a, b in ranges
     )
+    judged = "each once" if positions.order == "opaque" else "each once, in order"
+    if positions.order == "opaque":
+        judged += " (opaque positions: order and loss are judged by the replies, not here)"
+    declared_note = f", {declared_count} declared lost by the server" if declared_count else ""
+    return Verdict(
+        check="delivery",
+        passed=True,
+        message=f"{total} messages, {judged}{declared_note}",
+    )
+
+
+def _sort_key(p: Position) -> tuple[int, int | str]:
+    return (0, p) if isinstance(p, int) else (1, p)
+
+
+def reply_parts(view: ClientView, message_id: str) -> tuple[int, bool]:
+    """How many parts of the reply to ``message_id`` arrived, and whether a final one did."""
+    parts = [d for ds in view.deliveries.values() for d in ds if d.reply_to == message_id]
+    return len(parts), any(d.final for d in parts)
+
+
+# --- stored conversation and context ------------------------------------------------------------
 
 
 def history(
@@ -95,47 +254,56 @@ def history(
     user_turns = [t for t in turns if t.role == "user"]
     if count is not None and len(turns) != count:
         return Verdict(
-            "history",
-            False,
-            f"the server holds {len(turns)} turns, expected {count}",
-            {"turns": len(turns)},
+            check="history",
+            passed=False,
+            message=f"the server holds {len(turns)} turns, expected {count}",
+            evidence={"turns": len(turns)},
         )
     if order and [t.index for t in turns] != sorted(t.index for t in turns):
-        return Verdict("history", False, "stored turns are out of order", {})
+        return Verdict(check="history", passed=False, message="stored turns are out of order")
     if no_duplicates:
         ids = Counter(t.message_id for t in user_turns)
         doubled = [i for i, n in ids.items() if n > 1]
         if doubled:
             return Verdict(
-                "history", False, f"message {doubled[0]} is stored {ids[doubled[0]]} times", {}
+                check="history",
+                passed=False,
+                message=f"message {doubled[0]} is stored {ids[doubled[0]]} times",
             )
     stored = {t.message_id: t.text for t in user_turns}
     if no_loss:
         for message_id, text in sent:
             if message_id not in stored:
                 return Verdict(
-                    "history",
-                    False,
-                    f"sent message {message_id} ({text!r}) is not in the server's history",
-                    {"missing": message_id},
+                    check="history",
+                    passed=False,
+                    message=f"sent message {message_id} ({text!r}) is not in the server's history",
+                    evidence={"missing": message_id},
                 )
             if stored[message_id] != text:
                 return Verdict(
-                    "history",
-                    False,
-                    f"message {message_id} is stored as {stored[message_id]!r}, sent as {text!r}",
-                    {},
+                    check="history",
+                    passed=False,
+                    message=f"message {message_id} is stored as {stored[message_id]!r}, "
+                    f"sent as {text!r}",
                 )
     if order:
-        positions = [t.message_id for t in user_turns if t.message_id in dict(sent)]
+        sent_ids = dict(sent)
+        positions = [t.message_id for t in user_turns if t.message_id in sent_ids]
         expected = [i for i, _ in sent if i in stored]
         if positions != expected:
-            return Verdict("history", False, "sent messages are stored in another order", {})
+            return Verdict(
+                check="history", passed=False, message="sent messages are stored in another order"
+            )
     for text in contains:
         if not any(text in t.text for t in turns):
-            return Verdict("history", False, f"no stored turn contains {text!r}", {})
+            return Verdict(
+                check="history", passed=False, message=f"no stored turn contains {text!r}"
+            )
     return Verdict(
-        "history", True, f"{len(turns)} turns stored; all {len(sent)} sent messages once, in order"
+        check="history",
+        passed=True,
+        message=f"{len(turns)} turns stored; all {len(sent)} sent messages once, in order",
     )
 
 
@@ -177,10 +345,10 @@ def context(
         absent = [p for p in keys if p not in before]
         if absent:
             return Verdict(
-                "context",
-                False,
-                f"the snapshot's context has no key {absent[0]!r} to compare",
-                {"absent": absent, "has": sorted(map(str, before))},
+                check="context",
+                passed=False,
+                message=f"the snapshot's context has no key {absent[0]!r} to compare",
+                evidence={"absent": absent, "has": sorted(map(str, before))},
             )
         # A top-level list (the tool-call history) flattens to `key[0]...`, a mapping to `key.x`.
         old = {
@@ -199,24 +367,35 @@ def context(
     if preserved is None:
         if differ:
             return Verdict(
-                "context",
-                False,
-                f"{len(differ)} context values changed, first {differ[0]}",
-                evidence,
+                check="context",
+                passed=False,
+                message=f"{len(differ)} context values changed, first {differ[0]}",
+                evidence=evidence,
             )
-        return Verdict("context", True, f"all {len(old)} context values equal", evidence)
+        return Verdict(
+            check="context",
+            passed=True,
+            message=f"all {len(old)} context values equal",
+            evidence=evidence,
+        )
     ok = preserved.holds(ratio)
     message = f"{ratio:.1%} of {len(old)} context values kept (need {preserved})"
-    return Verdict("context", ok, message, evidence)
+    return Verdict(check="context", passed=ok, message=message, evidence=evidence)
 
 
-def outcome_consistent(outcome: Outcome, terms: Terms | None) -> Verdict:
+# --- outcomes, latency, metrics -----------------------------------------------------------------
+
+
+def outcome_consistent(outcome: Outcome) -> Verdict:
     """A resume's outcome agrees with the windows the target advertised and the gap it saw."""
+    terms = outcome.terms
     if terms is None or outcome.gap_s is None or outcome.kind == "rejected":
-        return Verdict("windows", True, "nothing to compare", {})
+        return Verdict(
+            check="windows", passed=True, message="no advertised windows or gap to compare"
+        )
     full, resumable = terms.full_window_s, terms.resumable_window_s
     if full is None or resumable is None:
-        return Verdict("windows", True, "target advertises no windows", {})
+        return Verdict(check="windows", passed=True, message="target advertises no windows")
     expected = (
         "full" if outcome.gap_s <= full else "degraded" if outcome.gap_s <= resumable else None
     )
@@ -228,7 +407,12 @@ def outcome_consistent(outcome: Outcome, terms: Terms | None) -> Verdict:
         f"gap {outcome.gap_s:.1f} s gave {outcome.kind}; windows {full:g} s / {resumable:g} s "
         f"say {expected or 'expired'}"
     )
-    return Verdict("windows", fine, message, {"gap_s": outcome.gap_s, "outcome": outcome.kind})
+    return Verdict(
+        check="windows",
+        passed=fine,
+        message=message,
+        evidence={"gap_s": outcome.gap_s, "outcome": outcome.kind},
+    )
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -246,7 +430,11 @@ def percentile(values: Sequence[float], p: float) -> float:
 def latency(operation: str, durations: Sequence[float], limits: Mapping[str, Threshold]) -> Verdict:
     """Each stated statistic of the operation's durations meets its threshold."""
     if not durations:
-        return Verdict("latency", False, f"no completed {operation} operation was measured", {})
+        return Verdict(
+            check="latency",
+            passed=False,
+            message=f"no completed {operation} operation was measured",
+        )
     stats = {
         "p50": percentile(durations, 50),
         "p95": percentile(durations, 95),
@@ -254,33 +442,74 @@ def latency(operation: str, durations: Sequence[float], limits: Mapping[str, Thr
         "max": max(durations),
         "mean": sum(durations) / len(durations),
     }
-    evidence = {k: round(v, 6) for k, v in stats.items()} | {"n": len(durations)}
+    evidence: dict[str, Any] = {k: round(v, 6) for k, v in stats.items()} | {"n": len(durations)}
     for name, threshold in limits.items():
         if not threshold.holds(stats[name]):
             return Verdict(
-                "latency",
-                False,
-                f"{operation} {name} was {stats[name] * 1000:.1f} ms, needed {threshold}",
-                evidence,
+                check="latency",
+                passed=False,
+                message=f"{operation} {name} was {stats[name] * 1000:.1f} ms, needed {threshold}",
+                evidence=evidence,
             )
     wanted = ", ".join(f"{k} {v}" for k, v in limits.items())
-    return Verdict("latency", True, f"{operation} over {len(durations)} runs: {wanted}", evidence)
+    return Verdict(
+        check="latency",
+        passed=True,
+        message=f"{operation} over {len(durations)} runs: {wanted}",
+        evidence=evidence,
+    )
 
 
-def metric_value(text: str, name: str) -> float | None:
-    """The value of an unlabelled sample ``name`` in Prometheus text, if present."""
+def metric_samples(text: str) -> dict[str, float]:
+    """The first sample of each name in Prometheus text (labelled or not)."""
+    samples: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            try:
-                return float(line.rsplit(" ", 1)[1])
-            except ValueError:
-                return None
-    return None
+        if not line or line.startswith("#"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in samples:
+            continue
+        try:
+            samples[name] = float(line.rsplit(" ", 1)[1])
+        except (ValueError, IndexError):
+            continue
+    return samples
 
 
-def metric_growth(name: str, first: float, last: float, threshold: Threshold) -> Verdict:
-    """The relative growth of a metric between two snapshots meets the threshold."""
-    growth = (last - first) / first if first else math.inf
+def metric_value(samples: Mapping[str, float] | None, name: str, threshold: Threshold) -> Verdict:
+    """A metric's value meets its threshold."""
+    if samples is None:
+        return Verdict(check="metrics", passed=False, message="the target answered no metrics")
+    if name not in samples:
+        return Verdict(check="metrics", passed=False, message=f"metric {name} not found")
+    value = samples[name]
+    ok = threshold.holds(value)
+    return Verdict(
+        check="metrics",
+        passed=ok,
+        message=f"{name} = {value:g}" if ok else f"{name} is {value:g}, needed {threshold}",
+        evidence={"value": value},
+    )
+
+
+def metric_growth(
+    name: str,
+    first: Mapping[str, float] | None,
+    last: Mapping[str, float] | None,
+    threshold: Threshold,
+) -> Verdict:
+    """The relative growth of a metric between two readings meets the threshold."""
+    if first is None or last is None:
+        return Verdict(check="metrics", passed=False, message="the target answered no metrics")
+    if name not in first or name not in last:
+        return Verdict(check="metrics", passed=False, message=f"metric {name} not found")
+    a, b = first[name], last[name]
+    growth = (b - a) / a if a else math.inf
     ok = threshold.holds(growth)
-    message = f"{name} grew {growth:.2%} ({first:g} to {last:g}); needed {threshold}"
-    return Verdict("metrics", ok, message, {"first": first, "last": last, "growth": growth})
+    message = f"{name} grew {growth:.2%} ({a:g} to {b:g}); needed {threshold}"
+    return Verdict(
+        check="metrics",
+        passed=ok,
+        message=message,
+        evidence={"first": a, "last": b, "growth": growth},
+    )

@@ -125,6 +125,12 @@ def _scenario_commands() -> tuple[Command, ...]:
         ),
         Command("schema", "print the JSON Schema of scenario files (for editors)", commands.schema),
         Command(
+            "check",
+            "judge the histories in results.json again and report any verdict that differs",
+            commands.check,
+            commands.add_check_arguments,
+        ),
+        Command(
             "report",
             "rebuild report.md or junit.xml from results.json; merge shards",
             commands.report,
@@ -159,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             f"exit codes: {exit_codes.OK} ok, {exit_codes.SCENARIO_FAILED} a scenario failed, "
             f"{exit_codes.USAGE_ERROR} invalid input or usage, "
-            f"{exit_codes.INFRASTRUCTURE_ERROR} infrastructure error"
+            f"{exit_codes.INFRASTRUCTURE_ERROR} infrastructure error, "
+            f"{exit_codes.NOTHING_VERIFIED} nothing verified (no scenario passed)"
         ),
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")

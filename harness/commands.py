@@ -10,16 +10,19 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from harness import exit_codes
-from harness.report import junit, markdown, results, write_all
+from harness import exit_codes, results
+from harness.driver import registry
+from harness.engine import Engine, RunOptions
+from harness.report import junit, markdown, write_all
+from harness.results import RunResult
 from harness.scenario import Scenario, ScenarioError, json_schema, load_files
-from harness.suite import SuiteOptions, run_suite
 
 _STYLE = {
     "passed": "green",
@@ -66,6 +69,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="seeds the clients' backoff jitter; recorded in the report (Toxiproxy ignores seeds)",
     )
     parser.add_argument("--shard", metavar="I/N", help="run the I-th of N slices of the suite")
+    parser.add_argument(
+        "--driver",
+        default="reference",
+        help="the driver that speaks the target's protocol (default: reference; "
+        "plugins register more in the ws_continuity.drivers entry-point group)",
+    )
+    parser.add_argument(
+        "--allow-skipped",
+        action="store_true",
+        help="exit 0 when no scenario ran (the reports still say nothing was verified)",
+    )
 
 
 def run_scenarios(args: argparse.Namespace) -> int:
@@ -82,14 +96,21 @@ def run_scenarios(args: argparse.Namespace) -> int:
     if not loaded:
         print("harness: no scenario files found", file=sys.stderr)
         return exit_codes.USAGE_ERROR
-    options = SuiteOptions(
+    try:
+        registry.load(args.driver)
+    except registry.DriverNotFoundError as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return exit_codes.USAGE_ERROR
+    options = RunOptions(
         target_url=args.target,
         token_env=args.token_env,
         admin_token_env=args.admin_token_env,
+        driver=args.driver,
         clock=args.clock,
         jobs=args.jobs,
         fail_fast=args.fail_fast,
         seed=args.seed,
+        allow_skipped=args.allow_skipped,
     )
     console = Console(stderr=True)
     statuses = {scenario.name: "queued" for _, scenario in loaded}
@@ -111,28 +132,52 @@ def run_scenarios(args: argparse.Namespace) -> int:
             if not console.is_terminal and not status.startswith("running step"):
                 console.print(f"{status:8} {name}")
 
-        suite = asyncio.run(run_suite(loaded, options, progress))
-    record = results.run_record(
-        suite, suite_name=" ".join(args.paths), seed=args.seed, shard=args.shard
-    )
-    stamp = suite.started.strftime("%Y%m%dT%H%M%SZ") + (
+        record = asyncio.run(_run(loaded, options, " ".join(args.paths), args.shard, progress))
+    stamp = record.started.replace("-", "").replace(":", "") + (
         f"-shard{args.shard.replace('/', 'of')}" if args.shard else ""
     )
     folder = write_all(record, args.report_dir, stamp)
+    print_summary(record)
+    print(f"report: {folder / 'report.md'}")
+    return exit_code(record)
+
+
+async def _run(
+    loaded: list[tuple[Path, Scenario]],
+    options: RunOptions,
+    suite: str,
+    shard: str | None,
+    progress: Callable[[str, str], None],
+) -> RunResult:
+    async with Engine(options) as engine:
+        return await engine.run(loaded, suite=suite, shard=shard, progress=progress)
+
+
+def print_summary(record: RunResult) -> None:
+    """The run's totals, its verdict, and where each failure and skip happened."""
     totals = record.totals
     print(
         f"\n{totals['passed']} passed, {totals['failed']} failed, {totals['error']} errors, "
-        f"{totals['skipped']} skipped in {suite.seconds:.1f} s"
+        f"{totals['skipped']} skipped in {record.seconds:.1f} s: "
+        f"{results.VERDICT_TEXT[record.verdict]}"
     )
     for scenario in record.scenarios:
         if scenario.status in ("failed", "error"):
-            step = next((s for s in scenario.steps if s.status in ("failed", "error")), None)
+            step = scenario.first_failure
             where = f"step {step.path} ({step.kind}): {step.message}" if step else scenario.error
             print(f"  {scenario.status.upper()} {scenario.name}: {where}")
-    print(f"report: {folder / 'report.md'}")
-    if any(s.status == "error" and s.error.startswith("infrastructure") for s in record.scenarios):
+        elif scenario.status == "skipped":
+            print(f"  SKIPPED {scenario.name}: {scenario.error}")
+
+
+def exit_code(record: RunResult) -> int:
+    """0 passed; 1 a scenario failed; 3 the harness's machinery failed; 4 nothing verified."""
+    if record.infrastructure_failed:
         return exit_codes.INFRASTRUCTURE_ERROR
-    return exit_codes.OK if record.passed else exit_codes.SCENARIO_FAILED
+    verdict = record.verdict
+    if verdict == "nothing_verified":
+        return exit_codes.OK if record.allow_skipped else exit_codes.NOTHING_VERIFIED
+    return exit_codes.OK if verdict == "passed" else exit_codes.SCENARIO_FAILED
 
 
 def _valid_shard(text: str) -> bool:
@@ -193,7 +238,7 @@ def report(args: argparse.Namespace) -> int:
     """Rebuild report.md or junit.xml from results.json; merge shards."""
     try:
         records = [results.read(Path(p)) for p in args.inputs]
-    except (OSError, ValueError) as error:
+    except ValueError as error:
         print(f"harness: {error}", file=sys.stderr)
         return exit_codes.USAGE_ERROR
     if len(records) > 1 and not args.merge:
@@ -205,11 +250,37 @@ def report(args: argparse.Namespace) -> int:
     elif args.format == "junit":
         text = junit.render(record)
     else:
-        import msgspec
-
-        text = msgspec.json.format(msgspec.json.encode(record), indent=1).decode() + "\n"
+        text = results.encode(record).decode()
     if args.output:
         args.output.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     return exit_codes.OK
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="RESULTS", help="results.json file(s)")
+
+
+def check(args: argparse.Namespace) -> int:
+    """Judge every saved history again; exit 1 if any verdict differs from the stored one."""
+    from harness import recheck
+
+    differences = 0
+    for name in args.inputs:
+        try:
+            record = results.read(Path(name))
+        except ValueError as error:
+            print(f"harness: {error}", file=sys.stderr)
+            return exit_codes.USAGE_ERROR
+        found = recheck.recheck(record)
+        judged = sum(f.steps for f in found)
+        changed = [d for f in found for d in f.differences]
+        differences += len(changed)
+        for line in changed:
+            print(f"{name}: {line}")
+        print(f"{name}: {judged} steps judged again from the history, {len(changed)} differ")
+    return exit_codes.OK if not differences else exit_codes.SCENARIO_FAILED

@@ -14,5 +14,9 @@ USAGE_ERROR: Final = 2
 INFRASTRUCTURE_ERROR: Final = 3
 """The harness could not do its job: a tool is missing, a server did not start."""
 
+NOTHING_VERIFIED: Final = 4
+"""The run completed, but no scenario passed (all skipped, or none selected): it verified
+nothing about the target. ``--allow-skipped`` makes this 0 (the reports still say so)."""
+
 INTERRUPTED: Final = 130
 """Stopped by Ctrl-C (SIGINT), after cleaning up; the shell's convention of 128 + 2."""

@@ -41,10 +41,11 @@ if TYPE_CHECKING:
 
     from pytest_asyncio import fixture as _async_fixture
 
+    from harness.engine import Engine, RunOptions
     from harness.faults.toxiproxy_client import Proxy, ToxiproxyClient
     from harness.faults.toxiproxy_server import ToxiproxyServer
+    from harness.results import ScenarioResult
     from harness.scenario import Scenario
-    from harness.suite import ScenarioResult, SuiteOptions
     from reference_server.aio_client import AsyncClient
     from reference_server.app import ReferenceServer
 else:
@@ -95,6 +96,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="at the end, write results.json, report.md and junit.xml of the scenarios that "
         "ran to DIR/<timestamp>/ and DIR/latest/",
+    )
+    group.addoption(
+        "--ws-driver",
+        metavar="NAME",
+        default="reference",
+        help="the driver that speaks the target's protocol (default: reference)",
     )
     group.addoption(
         "--ws-clock",
@@ -307,7 +314,6 @@ class _State:
         report_dir = config.getoption("ws_report_dir")
         self.report_dir = config.invocation_params.dir / report_dir if report_dir else None
         self.report_folder: Path | None = None
-        self._options: SuiteOptions | None = None
         self._runner: ScenarioSession | None = None
 
     def wanted(self, path: Path) -> bool:
@@ -320,13 +326,14 @@ class _State:
     @property
     def runner(self) -> ScenarioSession:
         if self._runner is None:
-            from harness.suite import SuiteOptions
+            from harness.engine import RunOptions
 
-            options = SuiteOptions(
+            options = RunOptions(
                 target_url=self.config.getoption("ws_target"),
                 token_env=self.config.getoption("ws_token_env"),
                 admin_token_env=self.config.getoption("ws_admin_token_env"),
                 clock=self.config.getoption("ws_clock"),
+                driver=self.config.getoption("ws_driver"),
             )
             self._runner = ScenarioSession(options)
         return self._runner
@@ -343,13 +350,17 @@ class _State:
         self._runner.close()
         if self.report_dir is None or not self._runner.results:
             return
-        from harness.report import results, write_all
-        from harness.suite import SuiteResult
+        from harness.report import write_all
+        from harness.results import RunResult
 
         started = self._runner.started or dt.datetime.now(dt.UTC)
-        suite = SuiteResult(started, self._runner.results, environment, self._runner.seconds)
-        suite_name = " ".join(str(a) for a in self.config.args)
-        record = results.run_record(suite, suite_name=suite_name, seed=None, shard=None)
+        record = RunResult(
+            started=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            seconds=round(self._runner.seconds, 6),
+            suite=" ".join(str(a) for a in self.config.args),
+            environment=environment,
+            scenarios=list(self._runner.results),
+        )
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
         self.report_folder = write_all(record, self.report_dir, stamp)
 
@@ -383,22 +394,21 @@ def _testpaths(config: pytest.Config) -> list[Path]:
 
 
 class ScenarioSession:
-    """Runs scenarios one at a time on one event loop, with one Toxiproxy for all of them.
+    """Runs scenarios one at a time through the run engine, with one Toxiproxy for all.
 
     The loop is an ``asyncio.Runner`` kept for the whole session and used only while a
-    scenario runs (or Toxiproxy starts or stops), so it never competes with the loops of
-    pytest-asyncio. Toxiproxy starts on first use; a failure to start is remembered, and every
-    later scenario errors with the same message instead of trying again.
+    scenario runs (or the engine starts or stops), so it never competes with the loops of
+    pytest-asyncio. The engine (and its Toxiproxy) starts on first use; a failure to start is
+    remembered, and every later scenario errors with the same message instead of trying again.
     """
 
-    def __init__(self, options: SuiteOptions) -> None:
+    def __init__(self, options: RunOptions) -> None:
         self.options = options
         self.results: list[ScenarioResult] = []
         self.started: dt.datetime | None = None
         self._clock_start = 0.0
         self._loop: asyncio.Runner | None = None
-        self._toxiproxy: ToxiproxyServer | None = None
-        self._api: ToxiproxyClient | None = None
+        self._engine: Engine | None = None
         self._startup_error = ""
         self._closed = False
 
@@ -415,61 +425,59 @@ class ScenarioSession:
             self._loop = asyncio.Runner(loop_factory=asyncio.new_event_loop)
         return self._loop
 
-    def toxiproxy(self) -> ToxiproxyServer:
-        """The session's Toxiproxy, started on first use (``TOXIPROXY_URL`` is respected)."""
+    def engine(self) -> Engine:
+        """The session's engine, started on first use (``TOXIPROXY_URL`` is respected)."""
+        from harness.engine import Engine
         from harness.errors import HarnessInfrastructureError
-        from harness.faults.toxiproxy_client import ToxiproxyClient
-        from harness.faults.toxiproxy_server import ToxiproxyServer
 
-        if self._toxiproxy is not None:
-            return self._toxiproxy
+        if self._engine is not None:
+            return self._engine
         if self._startup_error:
             raise HarnessInfrastructureError(self._startup_error)
-        server = ToxiproxyServer()
+        engine = Engine(self.options)
         try:
-            self._runner().run(server.start())
+            self._runner().run(engine.__aenter__())
         except HarnessInfrastructureError as exc:
             self._startup_error = str(exc)
             raise
-        self._toxiproxy = server
-        self._api = ToxiproxyClient(server.url)
-        return server
+        self._engine = engine
+        return engine
+
+    def toxiproxy(self) -> ToxiproxyServer:
+        """The session's Toxiproxy, started on first use."""
+        return self.engine().toxiproxy
 
     def run(self, path: Path, scenario: Scenario) -> ScenarioResult:
         """Run one scenario and keep its result for the session's reports."""
         from harness.errors import HarnessInfrastructureError
-        from harness.suite import ScenarioResult, run_scenario
+        from harness.results import ScenarioResult
 
         if self.started is None:
             self.started = dt.datetime.now(dt.UTC)
             self._clock_start = time.perf_counter()
         try:
-            self.toxiproxy()
+            engine = self.engine()
         except HarnessInfrastructureError as exc:
             result = ScenarioResult(
-                scenario.name, str(path), "error", None, error=f"infrastructure: {exc}"
+                name=scenario.name,
+                file=str(path),
+                status="error",
+                error=f"infrastructure: {exc}",
+                infrastructure=True,
             )
         else:
-            assert self._api is not None
-            result = self._runner().run(run_scenario(path, scenario, self._api, self.options))
+            result = self._runner().run(engine.run_scenario(path, scenario))
         self.results.append(result)
         return result
 
     def environment(self) -> dict[str, str]:
         """What the reports say about where the scenarios ran (as ``harness run`` does)."""
-        import os
-        import platform
-
-        toxiproxy = self._toxiproxy
-        return {
-            "toxiproxy": f"{toxiproxy.version} ({toxiproxy.url})" if toxiproxy else "not started",
-            "python": platform.python_version(),
-            "platform": f"{platform.system()} {platform.release()}, {os.cpu_count()} cores",
-            "target": self.options.target_url or "embedded reference server (one per scenario)",
-        }
+        if self._engine is not None:
+            return dict(self._engine.environment)
+        return {"toxiproxy": "not started", "target": self.options.target_url or "embedded"}
 
     def close(self) -> None:
-        """Stop Toxiproxy and close the loop; safe to call more than once."""
+        """Stop the engine and close the loop; safe to call more than once."""
         if self._closed:
             return
         self._closed = True
@@ -477,19 +485,11 @@ class ScenarioSession:
         if loop is None:
             return
         try:
-            loop.run(self._shutdown())
+            engine, self._engine = self._engine, None
+            if engine is not None:
+                loop.run(engine.__aexit__(None, None, None))
         finally:
             loop.close()
-
-    async def _shutdown(self) -> None:
-        api, self._api = self._api, None
-        toxiproxy, self._toxiproxy = self._toxiproxy, None
-        try:
-            if api is not None:
-                await api.aclose()
-        finally:
-            if toxiproxy is not None:
-                await toxiproxy.stop()
 
 
 _STATE = pytest.StashKey[_State]()

@@ -1,84 +1,121 @@
-"""The runner: executes one scenario's steps against a target through its own proxy.
+"""The runner: executes one scenario's steps, records everything, and has each step judged.
 
-Data flows one way: validated ``Scenario`` -> steps executed here -> recorded ``History`` and
-neutral driver records -> checkers -> ``ScenarioResult``. A step whose expectation fails stops
-the scenario (the steps after it are reported as not run); a step the target cannot support
-(a restart, clock control) is SKIPPED with the reason, and so are the expectations that need it.
+For each step the runner acts (calls the client's ``Driver``, the target, the fault layer,
+the clock) and records every call and its result in the ``History``; then
+``harness.judge`` decides, from the history alone, whether the step held. A step that did
+not hold stops the scenario (the steps after it do not run). The runner holds each client's
+``Driver`` and nothing else of it: it knows no protocol.
+
+Whether the scenario can run at all (its clock, the capabilities it needs) was decided by
+``harness.plan`` before this starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import random
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 from harness import checkers
 from harness.checkers import Verdict
-from harness.driver.base import DriverError, Outcome, Turn
-from harness.driver.reference import ReferenceDriver
+from harness.driver.base import ClientConfig, Driver, DriverError, DriverFactory, Route
 from harness.errors import HarnessInfrastructureError
-from harness.faults.layer import FaultLayer, toxic_attributes
-from harness.history import History
+from harness.faults.base import Faults
+from harness.faults.layer import toxic_attributes
+from harness.history import (
+    AdvanceClock,
+    AwaitReply,
+    Body,
+    ContextValue,
+    Disconnect,
+    Done,
+    Failure,
+    FetchContext,
+    FetchHistory,
+    FetchMetrics,
+    History,
+    HistoryPage,
+    MetricsValue,
+    Observation,
+    Outcome,
+    RawAnswer,
+    RealWait,
+    Replied,
+    Restart,
+    Resume,
+    Retry,
+    RouteChanged,
+    SendMessage,
+    SendRaw,
+    Sent,
+    SnapshotTaken,
+    StepEnd,
+    StepStart,
+)
+from harness.history import Connect as ConnectOp
+from harness.judge import StepSlice, judge
+from harness.plan import ClockMode
+from harness.results import StepResult
 from harness.scenario import model as m
-from harness.target import Target
+from harness.targets.base import Target
 
-StepStatus = Literal["passed", "failed", "skipped", "error", "not_run"]
-ClockMode = Literal["virtual", "real"]
+T = TypeVar("T")
 
-_STEP_KINDS = {cls: cls.__struct_config__.tag for cls in m.Step.__args__}
+_STEP_KINDS = {cls: str(cls.__struct_config__.tag) for cls in m.Step.__args__}
+
+
+def timeout_factor() -> float:
+    """``HARNESS_TIMEOUT_FACTOR`` scales every wait of the runner (a slow CI machine)."""
+    try:
+        return max(0.1, float(os.environ.get("HARNESS_TIMEOUT_FACTOR", "1")))
+    except ValueError:
+        return 1.0
+
+
+@dataclass(frozen=True)
+class Waits:
+    """Every bound the runner puts on a wait of its own, in seconds (scenario steps bring
+    theirs); each is multiplied by ``timeout_factor()``."""
+
+    connect: float = 10.0
+    """A connect or reconnect step, retries included."""
+    fetch: float = 5.0
+    """One read of the history, the context or the metrics."""
+    settle: float = 5.0
+    """For the target to notice dropped connections before a gap starts."""
+    closing: float = 0.05
+    """For a closing frame still on its way before a close reason is judged."""
+    backoff_base: float = 0.05
+    backoff_cap: float = 1.0
+    fault_probe: float = 1.0
+    """For Toxiproxy to answer when a step failed, to know whom to blame."""
+
+    def scaled(self, factor: float) -> Waits:
+        return Waits(**{k: v * factor for k, v in self.__dict__.items()})
 
 
 class StepFailedError(Exception):
-    """An expectation of the step did not hold; carries what was expected and seen."""
-
-    def __init__(self, expected: str, seen: str, evidence: Mapping[str, Any] | None = None) -> None:
-        super().__init__(f"expected {expected}; saw {seen}")
-        self.expected, self.seen, self.evidence = expected, seen, dict(evidence or {})
+    """The scenario cannot go on as written (a step names no client where one is needed)."""
 
 
-class StepSkippedError(Exception):
-    """The target cannot do what the step needs."""
-
-
-@dataclass
-class StepResult:
-    """What happened at one step."""
-
-    path: str
-    kind: str
-    status: StepStatus
-    message: str = ""
-    expected: str = ""
-    seen: str = ""
-    evidence: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    verdicts: list[Verdict] = field(default_factory=list)
-
-
-@dataclass
-class Snapshot:
-    """The server's view of one client at a named point of the scenario."""
-
-    context: Mapping[str, Any] | None
-    turns: list[Turn] | None
-    metrics: str | None
+class FaultLayerDownError(HarnessInfrastructureError):
+    """A step failed while the fault layer did not answer: not the target's failure."""
 
 
 @dataclass
 class ClientState:
-    """The runner's bookkeeping for one simulated client."""
+    """The runner's handle on one simulated client."""
 
     spec: m.ClientSpec
-    driver: ReferenceDriver
-    sent: list[tuple[str, str]] = field(default_factory=list)
-    outcomes: list[Outcome] = field(default_factory=list)
-    missed: list[tuple[int, int]] = field(default_factory=list)
-    source_ip: str | None = None
-    forwarded_for: str | None = None
+    driver: Driver
+    route: Route = field(default_factory=Route)
+    random: random.Random = field(default_factory=random.Random)
 
 
 class ScenarioRun:
@@ -87,41 +124,50 @@ class ScenarioRun:
     def __init__(
         self,
         scenario: m.Scenario,
+        *,
         target: Target,
-        faults: FaultLayer,
+        faults: Faults,
         history: History,
+        driver: DriverFactory,
         clock: ClockMode,
         seed: int | None = None,
+        waits: Waits | None = None,
         on_step: Callable[[str, str], None] | None = None,
     ) -> None:
-        self.seed = seed
-        self.on_step = on_step
         self.scenario = scenario
         self.target = target
         self.faults = faults
         self.history = history
+        self.factory = driver
         self.clock = clock
+        self.seed = seed
+        self.waits = waits or Waits().scaled(timeout_factor())
+        self.on_step = on_step
         self.steps: list[StepResult] = []
         self.clients: dict[str, ClientState] = {}
-        self.snapshots: dict[str, Snapshot] = {}
         self.virtual_seconds = 0.0
         self._chat_counter = 0
-        self._background: set[asyncio.Task[None]] = set()
+        self._timers: asyncio.TaskGroup | None = None
+        self._pending: set[asyncio.Task[None]] = set()
         for spec in scenario.clients:
             self.clients[spec.name] = self._new_client(spec)
 
     # --- clients -------------------------------------------------------------------------
 
     def _new_client(self, spec: m.ClientSpec) -> ClientState:
-        driver = ReferenceDriver(
-            spec.name,
-            self.target.url,
-            self.target.token_for(spec.user or spec.name),
-            self.history,
-            seed=None if self.seed is None else hash((self.seed, spec.name)),
+        route = Route(connect_to=self._connect_to(spec))
+
+        def observe(observation: Observation, name: str = spec.name) -> None:
+            self.history.event(name, observation)
+
+        config = ClientConfig(
+            name=spec.name,
+            url=self.target.url,
+            credential=self.target.credential_for(spec.user or spec.name),
+            route=route,
         )
-        driver.set_route(connect_to=self._connect_to(spec), source_ip=None, forwarded_for=None)
-        return ClientState(spec, driver)
+        seed = None if self.seed is None else hash((self.seed, spec.name))
+        return ClientState(spec, self.factory(config, observe), route, random.Random(seed))
 
     def _connect_to(self, spec: m.ClientSpec) -> tuple[str, int] | None:
         """The proxy's address for clients on the proxy route; None (the URL's host) otherwise."""
@@ -132,31 +178,67 @@ class ScenarioRun:
             # The scenario's own clients: those a `parallel` step added never make it ambiguous.
             declared = self.scenario.clients
             if len(declared) != 1:
-                choices = f"{len(declared)} clients to choose from"
-                raise StepFailedError("a client name", choices)
+                raise StepFailedError(f"the step names no client, and there are {len(declared)}")
             return self.clients[declared[0].name]
         return self.clients[name]
+
+    # --- recording -----------------------------------------------------------------------
+
+    async def _call(
+        self,
+        process: str,
+        request: Body,
+        action: Awaitable[T],
+        result: Callable[[T], Body],
+        *,
+        unknown_on_error: bool = False,
+    ) -> T:
+        """Run ``action`` as one recorded operation: invoke, then ok (``result`` of its value),
+        fail (a ``DriverError``: re-raised) or info (cut short: outcome unknown)."""
+        op = self.history.invoke(process, request)
+        try:
+            value = await action
+        except DriverError as exc:
+            phase: Literal["fail", "info"] = "info" if unknown_on_error else "fail"
+            self.history.complete(op, phase, Failure(error=str(exc)))
+            raise
+        except HarnessInfrastructureError as exc:
+            self.history.complete(op, "fail", Failure(error=str(exc), infrastructure=True))
+            raise
+        except BaseException as exc:
+            self.history.complete(op, "info", Failure(error=f"{type(exc).__name__}: {exc}"))
+            raise
+        self.history.complete(op, "ok", result(value))
+        return value
 
     # --- running -------------------------------------------------------------------------
 
     async def run(self) -> list[StepResult]:
-        """Run every step; stop at the first failure or error."""
+        """Run every step; stop at the first that does not hold."""
         try:
-            await self._run_steps(self.scenario.steps, "", None)
+            async with asyncio.TaskGroup() as group:
+                self._timers = group
+                try:
+                    if "metrics" in self.target.capabilities:
+                        await self._metrics()  # the baseline for `growth` without `between`
+                    await self._run_steps(self.scenario.steps, "", None)
+                finally:
+                    for task in self._pending:  # a toxic's removal that is no longer needed
+                        task.cancel()
+        except* HarnessInfrastructureError as group:
+            raise group.exceptions[0] from None
         finally:
-            for task in self._background:
-                task.cancel()
             for client in self.clients.values():
                 with contextlib.suppress(Exception):
-                    await client.driver.client.drop()
+                    await client.driver.aclose()
+            self.history.close_unfinished("the scenario ended before it completed")
         return self.steps
 
     async def _run_steps(
         self, steps: Sequence[m.Step], prefix: str, default_client: str | None
     ) -> bool:
         for index, step in enumerate(steps, start=1):
-            path = f"{prefix}{index}"
-            if not await self._run_step(step, path, default_client):
+            if not await self._run_step(step, f"{prefix}{index}", default_client):
                 return False
         return True
 
@@ -164,9 +246,16 @@ class ScenarioRun:
         kind = _STEP_KINDS[type(step)]
         if self.on_step is not None:
             self.on_step(path, kind)
-        result = StepResult(path, kind, "passed")
+        client_name = getattr(step, "client", None) or default_client
+        if isinstance(step, m.Expect) and not step.needs_client:
+            client_name = None  # latency and metrics are about the run
+        elif client_name is None and hasattr(step, "client"):
+            declared = self.scenario.clients
+            client_name = declared[0].name if len(declared) == 1 else None
+        result = StepResult(path=path, kind=kind, status="passed", client=client_name)
         started = time.perf_counter()
-        op = self.history.invoke("runner", "step", path=path, step=kind)
+        op = self.history.invoke("runner", StepStart(path=path, kind=kind, client=client_name))
+        first = len(self.history.ops)
         try:
             if isinstance(step, m.Repeat):
                 ok = True
@@ -177,63 +266,87 @@ class ScenarioRun:
                 result.message = f"{step.times} cycles" if ok else "stopped at a failed step"
                 result.status = "passed" if ok else "failed"
             elif isinstance(step, m.Parallel):
-                result.message = await self._parallel(step, path)
+                result.message, ok = await self._parallel(step, path)
+                result.status = "passed" if ok else "failed"
             else:
-                result.message = await self._execute(step, default_client, result)
-        except StepSkippedError as exc:
-            result.status, result.message = "skipped", str(exc)
+                result.message = await self._act(step, client_name)
+                self._judge(step, result, first)
         except StepFailedError as exc:
             result.status, result.message = "failed", str(exc)
-            result.expected, result.seen, result.evidence = exc.expected, exc.seen, exc.evidence
         except DriverError as exc:
-            result.status, result.message = "failed", str(exc)
-            result.seen = str(exc)
+            await self._blame(exc)
+            # The operation's failure is in the history: the judge reads it from there.
+            self._judge(step, result, first, fallback=str(exc))
         except HarnessInfrastructureError:
+            self.history.complete(op, "info", StepEnd(status="error"))
             raise
         except Exception as exc:  # a harness bug must not hide as a pass or kill the suite
             result.status = "error"
             result.message = f"{type(exc).__name__}: {exc}"
             result.evidence = {"traceback": traceback.format_exc(limit=8)}
         result.seconds = time.perf_counter() - started
-        self.history.complete(op, "ok", status=result.status)
+        self.history.complete(op, "ok", StepEnd(status=result.status))
         if not isinstance(step, m.Repeat | m.Parallel) or result.status != "passed":
             self.steps.append(result)
-        return result.status in ("passed", "skipped")
+        return result.status == "passed"
 
-    async def _parallel(self, step: m.Parallel, path: str) -> str:
+    def _judge(self, step: m.Step, result: StepResult, first: int, *, fallback: str = "") -> None:
+        client = self.clients.get(result.client or "")
+        verdicts = judge(
+            step,
+            StepSlice(
+                ops=self.history.ops,
+                first=first,
+                client=result.client,
+                positions=(client.driver if client else self._any_driver()).info.positions,
+            ),
+        )
+        apply_verdicts(result, verdicts, fallback=fallback)
+
+    def _any_driver(self) -> Driver:
+        return next(iter(self.clients.values())).driver
+
+    async def _blame(self, error: DriverError) -> None:
+        """A driver failed: if the fault layer is not answering, that is why, not the target."""
+        if not await self.faults.healthy(self.waits.fault_probe):
+            raise FaultLayerDownError(
+                f"the fault layer (Toxiproxy) did not answer while a step failed ({error})"
+            )
+
+    async def _parallel(self, step: m.Parallel, path: str) -> tuple[str, bool]:
         names = [f"{step.user_prefix}{i}" for i in range(1, step.clients + 1)]
         for name in names:
             spec = m.ClientSpec(name=name, user=name, route="proxy")
             self.clients[name] = self._new_client(spec)
-        outcomes = await asyncio.gather(
-            *(self._run_steps(step.steps, f"{path}.{name}.", name) for name in names),
-            return_exceptions=True,
-        )
-        failed = [n for n, ok in zip(names, outcomes, strict=True) if ok is not True]
+        passed: dict[str, bool] = {}
+
+        async def one(name: str) -> None:
+            passed[name] = await self._run_steps(step.steps, f"{path}.{name}.", name)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name in names:
+                    group.create_task(one(name))
+        except* HarnessInfrastructureError as errors:
+            raise errors.exceptions[0] from None
+        failed = [n for n in names if not passed.get(n)]
         if failed:
-            raise StepFailedError(
-                f"all {len(names)} parallel clients to pass",
-                f"{len(failed)} failed, first {failed[0]}",
-            )
-        return f"{len(names)} clients, all passed"
+            return f"{len(failed)} of {len(names)} clients failed, first {failed[0]}", False
+        return f"{len(names)} clients, all passed", True
 
-    # --- steps ---------------------------------------------------------------------------
+    # --- acting --------------------------------------------------------------------------
 
-    async def _execute(self, step: m.Step, default: str | None, result: StepResult) -> str:
-        client_name = getattr(step, "client", None) or default
+    async def _act(self, step: m.Step, client_name: str | None) -> str:
         match step:
-            case m.Connect():
-                return await self._connect(self._client(client_name))
-            case m.ReconnectFresh():
+            case m.Connect() | m.ReconnectFresh():
                 return await self._connect(self._client(client_name))
             case m.Chat():
                 return await self._chat(self._client(client_name), step)
             case m.Send():
                 return await self._send(self._client(client_name), step)
             case m.Drop():
-                return await self._drop(
-                    self._client(client_name) if step.how in _CLIENT_DROPS else None, step
-                )
+                client = self._client(client_name) if step.how in _CLIENT_DROPS else None
+                return await self._drop(client, step)
             case m.Fault():
                 return await self._fault(step)
             case m.Heal():
@@ -248,74 +361,118 @@ class ScenarioRun:
             case m.Snapshot():
                 return await self._snapshot(self._client(client_name), step.name)
             case m.Expect():
-                # Only latency and metrics: about the run, no client to pick.
-                client = self._client(client_name) if step.needs_client else None
-                return await self._expect(client, step, result)
-        raise StepFailedError("a known step", type(step).__name__)
+                return await self._gather_for_expect(step, client_name)
+        raise StepFailedError(f"no runner for step {type(step).__name__}")
+
+    async def _attach(
+        self,
+        client: ClientState,
+        request: Callable[[int], Body],
+        attempt: Callable[[float], Awaitable[Outcome]],
+        timeout: float,
+        *,
+        retry: bool,
+    ) -> Outcome:
+        """Connect or resume: one recorded operation per attempt; while ``retry``, back off
+        exponentially with full jitter (§14 of the reference protocol, and good manners for
+        any server) after a failure or an answer that says when to retry, until ``timeout``."""
+        deadline = time.monotonic() + timeout
+        name = client.spec.name
+        for number in range(1, 10_000):
+            left = max(0.05, deadline - time.monotonic())
+            try:
+                outcome = await self._call(name, request(number), attempt(left), lambda o: o)
+            except DriverError as exc:
+                delay = self._backoff(client, number, exc.retry_after)
+                if not retry or time.monotonic() + delay >= deadline:
+                    raise
+                kind = "connect" if isinstance(request(number), ConnectOp) else "resume"
+                self.history.event(name, Retry(of=kind, attempt=number, delay=delay))
+                await asyncio.sleep(delay)
+                continue
+            if outcome.retry_after is None or not retry:
+                return outcome
+            delay = self._backoff(client, number, outcome.retry_after)
+            if time.monotonic() + delay >= deadline:
+                return outcome
+            kind = "connect" if isinstance(request(number), ConnectOp) else "resume"
+            self.history.event(name, Retry(of=kind, attempt=number, delay=delay))
+            await asyncio.sleep(delay)
+        raise DriverError(f"gave up after {number} attempts")
+
+    def _backoff(self, client: ClientState, attempt: int, floor: float | None) -> float:
+        cap = min(self.waits.backoff_cap, self.waits.backoff_base * 2 ** (attempt - 1))
+        return max(floor or 0.0, client.random.uniform(0, cap))
 
     async def _connect(self, client: ClientState) -> str:
-        outcome = await client.driver.connect(timeout=10.0)
-        client.outcomes.append(outcome)
-        if outcome.kind != "new":
-            raise StepFailedError("a new session", f"{outcome.kind} ({outcome.reason})")
-        client.sent.clear()
-        client.missed.clear()
-        return "new session"
+        outcome = await self._attach(
+            client,
+            lambda n: ConnectOp(attempt=n),
+            client.driver.connect,
+            self.waits.connect,
+            retry=True,
+        )
+        return f"connect: {outcome.kind}"
 
     async def _chat(self, client: ClientState, step: m.Chat) -> str:
-        if step.expect == "queued" and client.driver.connected:
-            raise StepFailedError("a disconnected client (messages to queue)", "it is connected")
+        name = client.spec.name
+        driver = client.driver
+
+        def sent(message_id: str) -> Sent:
+            return Sent(message_id=message_id, connected=driver.connected)
+
         for _ in range(step.messages):
             self._chat_counter += 1
             n = self._chat_counter
             text = step.text or f"message {n}: what is {n} + {n * 2}"
-            message_id = await client.driver.send_message(text)
-            client.sent.append((message_id, text))
+            message_id = await self._call(
+                name, SendMessage(text=text), driver.send_message(text), sent
+            )
             if step.expect == "queued":
                 continue
             try:
-                reply = await client.driver.await_reply(message_id, step.timeout)
-            except DriverError as exc:
-                if step.expect == "timeout":
-                    return f"no complete reply within {step.timeout:g} s, as expected ({exc})"
-                raise
-            if step.expect == "timeout":
-                raise StepFailedError(
-                    f"no complete reply within {step.timeout:g} s", f"a reply of {len(reply)} parts"
+                await self._call(
+                    name,
+                    AwaitReply(message_id=message_id, timeout=float(step.timeout)),
+                    driver.await_reply(message_id, float(step.timeout)),
+                    lambda parts: Replied(parts=parts),
                 )
-            if not reply or not reply[-1].final:
-                raise StepFailedError("a complete reply", f"{len(reply)} parts without a final one")
-        if step.expect == "queued":
-            return f"{step.messages} message(s) queued while disconnected"
-        return f"{step.messages} message(s) answered"
+            except DriverError:
+                if step.expect == "timeout":
+                    return "no complete reply in time"
+                raise
+        return f"{step.messages} message(s)"
 
     async def _send(self, client: ClientState, step: m.Send) -> str:
         frame: str | bytes = step.frame.encode() if step.binary else step.frame
-        error, close = await client.driver.send_raw(
-            frame, step.timeout, until_close=step.expect_close is not None
+        until_close = step.expect_close is not None
+        answer = await self._call(
+            client.spec.name,
+            SendRaw(size=len(frame), binary=step.binary, until_close=until_close),
+            client.driver.send_raw(frame, float(step.timeout), until_close=until_close),
+            lambda a: RawAnswer(error=a.error, close=a.close),
         )
-        seen = f"error {error}, close {close}"
-        if step.expect_error is not None and error != step.expect_error:
-            raise StepFailedError(f"error {step.expect_error}", seen)
-        if step.expect_close is not None and close != step.expect_close:
-            raise StepFailedError(f"close code {step.expect_close}", seen)
-        return seen
+        return f"error {answer.error}, close {answer.close}"
 
     async def _drop(self, client: ClientState | None, step: m.Drop) -> str:
         how = step.how
         if how in ("close", "reset"):
             assert client is not None
-            await client.driver.disconnect("close" if how == "close" else "reset")
+            mode: Literal["close", "reset"] = "close" if how == "close" else "reset"
+            await self._call(
+                client.spec.name,
+                Disconnect(how=mode),
+                client.driver.disconnect(mode),
+                lambda _: Done(),
+            )
         elif how == "half_open":
             await self.faults.half_open()
         elif how == "proxy_down":
             await self.faults.down()
         elif how == "server_restart":
-            if not self.target.can_restart:
-                raise StepSkippedError("the target cannot be restarted by the harness")
-            await self.target.restart()
+            await self._call("target", Restart(), self.target.restart(), lambda _: Done())
         if how != "half_open":
-            await self._until_server_noticed()
+            await self._settle()
         if step.duration is not None:
             await self._wait(step.duration)
             if how == "proxy_down":
@@ -324,19 +481,10 @@ class ScenarioRun:
                 await self.faults.heal()
         return f"{how}" + (f" for {step.duration:g} s" if step.duration else "")
 
-    async def _until_server_noticed(self, timeout: float = 5.0) -> None:
+    async def _settle(self) -> None:
         """A gap starts when the server notices the drop; wait for that before time jumps."""
         connected = sum(1 for c in self.clients.values() if c.driver.connected)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = await self.target.metrics()
-            value = checkers.metric_value(text, "ws_connections") if text else None
-            if value is None:  # a target without that metric: allow it a moment
-                await asyncio.sleep(0.05)
-                return
-            if value <= connected:
-                return
-            await asyncio.sleep(0.01)
+        await self.target.settle(connected, self.waits.settle)
 
     async def _fault(self, step: m.Fault) -> str:
         name = await self.faults.add(
@@ -346,9 +494,10 @@ class ScenarioRun:
             toxicity=step.toxicity,
         )
         if step.duration is not None:
-            task = asyncio.create_task(self._remove_later(name, step.duration))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            assert self._timers is not None
+            task = self._timers.create_task(self._remove_later(name, float(step.duration)))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
         return f"{step.toxic} on {step.stream} (toxicity {step.toxicity:g})"
 
     async def _remove_later(self, name: str, seconds: float) -> None:
@@ -357,233 +506,163 @@ class ScenarioRun:
 
     async def _wait(self, seconds: float) -> str:
         if self.clock == "virtual":
-            await self._until_server_noticed()
-            await self.target.advance_clock(seconds)
+            await self._settle()
+            await self._call(
+                "clock",
+                AdvanceClock(seconds=float(seconds)),
+                self.target.advance_clock(seconds),
+                lambda _: Done(),
+            )
             self.virtual_seconds += seconds
-            self.history.event("clock", "advance", seconds=float(seconds))
             return f"{seconds:g} s of virtual time"
-        await asyncio.sleep(seconds)
+        await self._call(
+            "clock", RealWait(seconds=float(seconds)), asyncio.sleep(seconds), lambda _: Done()
+        )
         return f"{seconds:g} s of real time"
 
     def _change_ip(self, client: ClientState, step: m.ChangeIp) -> str:
         if step.source is not None:
             if client.spec.route != "direct":
                 raise StepFailedError(
-                    "a client on the direct route (through the proxy the server sees the proxy)",
-                    f"client {client.spec.name} on route {client.spec.route}",
+                    f"change_ip with `source` needs a client on the direct route (through the "
+                    f"proxy the server sees the proxy); {client.spec.name} is on "
+                    f"{client.spec.route}"
                 )
-            client.source_ip = step.source
+            client.route = Route(
+                connect_to=client.route.connect_to,
+                source_ip=step.source,
+                forwarded_for=client.route.forwarded_for,
+            )
         if step.forwarded_for is not None:
-            client.forwarded_for = step.forwarded_for
-        client.driver.set_route(
-            connect_to=self._connect_to(client.spec),
-            source_ip=client.source_ip,
-            forwarded_for=client.forwarded_for,
-        )
+            client.route = Route(
+                connect_to=client.route.connect_to,
+                source_ip=client.route.source_ip,
+                forwarded_for=step.forwarded_for,
+            )
+        client.driver.set_route(client.route)
         self.history.event(
-            client.spec.name, "change_ip", source=step.source, forwarded_for=step.forwarded_for
+            client.spec.name, RouteChanged(source=step.source, forwarded_for=step.forwarded_for)
         )
         return f"next connection from {step.source or 'X-Forwarded-For ' + str(step.forwarded_for)}"
 
     async def _resume(self, client: ClientState, step: m.Resume) -> str:
-        other = None
-        if step.session_of is not None:
-            other = self.clients[step.session_of].driver
-            taken_from = other.client.protocol.last_seq
-            client.sent = list(self.clients[step.session_of].sent)
-            if taken_from:  # those positions went to the other connection, not this one
-                client.missed.append((1, taken_from))
+        other = self.clients[step.session_of].driver if step.session_of is not None else None
+        driver = client.driver
+
+        def attempt(left: float) -> Awaitable[Outcome]:
+            return driver.resume(left, token=step.token, session_of=other)
+
+        outcome = await self._attach(
+            client,
+            lambda n: Resume(attempt=n, token=step.token, session_of=step.session_of),
+            attempt,
+            float(step.timeout),
+            retry=step.expect != "unreachable",
+        )
+        return f"resume: {outcome.kind}"
+
+    async def _fetch_context(self, client: ClientState) -> int:
+        op = self.history.invoke(client.spec.name, FetchContext())
         try:
-            outcome = await client.driver.resume(
-                timeout=step.timeout,
-                retry=step.expect != "unreachable",
-                token=step.token,
-                session_of=other,
-            )
+            context = await client.driver.fetch_context(self.waits.fetch)
         except DriverError as exc:
-            if step.expect == "unreachable":
-                return f"unreachable, as expected: {exc}"
+            self.history.complete(op, "fail", Failure(error=str(exc)))
             raise
-        if step.expect == "unreachable":
-            raise StepFailedError("the target to be unreachable", f"resume {outcome.kind}")
-        client.outcomes.append(outcome)
-        if outcome.missed:
-            client.missed.append(outcome.missed)
-        seen = outcome.kind + (f" ({outcome.reason})" if outcome.reason else "")
-        if outcome.warnings:
-            seen += f", warnings {', '.join(outcome.warnings)}"
-        if step.expect != "any" and outcome.kind != step.expect:
-            raise StepFailedError(
-                f"resume {step.expect}" + (f" ({step.reason})" if step.reason else ""), seen
-            )
-        if step.reason is not None and outcome.reason != step.reason:
-            raise StepFailedError(f"rejection reason {step.reason}", seen)
-        if step.warnings is not None and sorted(step.warnings) != sorted(outcome.warnings):
-            raise StepFailedError(f"warnings {list(step.warnings)}", seen)
-        consistent = checkers.outcome_consistent(outcome, client.driver.terms)
-        if not consistent.passed:
-            raise StepFailedError("an outcome the advertised windows allow", consistent.message)
-        if outcome.gap_s is not None:
-            seen += f" after a {outcome.gap_s:g} s gap"
-        return seen
+        self.history.complete(op, "ok", ContextValue(context=dict(context)))
+        return op
 
-    async def _snapshot(self, client: ClientState, name: str, *, quiet: bool = False) -> str:
+    async def _fetch_history(self, client: ClientState) -> int:
+        op = self.history.invoke(client.spec.name, FetchHistory())
         try:
-            context = await client.driver.fetch_context(timeout=5.0)
-            turns = await client.driver.fetch_history(timeout=5.0)
-        except DriverError:
-            if quiet:
-                return "skipped"
+            turns = await client.driver.fetch_history(self.waits.fetch)
+        except DriverError as exc:
+            self.history.complete(op, "fail", Failure(error=str(exc)))
             raise
-        self.snapshots[name] = Snapshot(context, turns, await self.target.metrics())
-        self.snapshots[f"{client.spec.name}:{name}"] = self.snapshots[name]
-        return f"{name}: {len(turns)} turns, context with {len(checkers.flatten(context))} values"
+        self.history.complete(op, "ok", HistoryPage(turns=tuple(turns)))
+        return op
 
-    # --- expectations --------------------------------------------------------------------
+    async def _metrics(self) -> int:
+        op = self.history.invoke("target", FetchMetrics())
+        text = await self.target.metrics()
+        samples = checkers.metric_samples(text) if text is not None else None
+        self.history.complete(op, "ok", MetricsValue(samples=samples))
+        return op
 
-    async def _expect(self, client: ClientState | None, step: m.Expect, result: StepResult) -> str:
-        verdicts: list[Verdict] = []
-        if step.delivery is not None:
-            assert client is not None
-            d = step.delivery
-            verdicts.append(
-                checkers.delivery(
-                    client.driver.deliveries,
-                    client.driver.anomalies,
-                    client.missed,
-                    no_loss=d.no_loss,
-                    no_duplicates=d.no_duplicates,
-                    order=d.order,
-                )
-            )
+    async def _snapshot(self, client: ClientState, name: str) -> str:
+        context_op = await self._fetch_context(client)
+        history_op = await self._fetch_history(client)
+        metrics_op = await self._metrics() if "metrics" in self.target.capabilities else None
+        self.history.event(
+            client.spec.name,
+            SnapshotTaken(
+                name=name, context_op=context_op, history_op=history_op, metrics_op=metrics_op
+            ),
+        )
+        return f"snapshot {name}"
+
+    async def _gather_for_expect(self, step: m.Expect, client_name: str | None) -> str:
+        """Read what the expectation is judged on, recording each read."""
+        client = self._client(client_name) if step.needs_client else None
         if step.history is not None:
             assert client is not None
-            h = step.history
-            turns = await client.driver.fetch_history(timeout=5.0)
-            verdicts.append(
-                checkers.history(
-                    turns,
-                    client.sent,
-                    count=h.count,
-                    order=h.order,
-                    no_loss=h.no_loss,
-                    no_duplicates=h.no_duplicates,
-                    contains=h.contains,
-                )
-            )
-            verdicts.append(
-                checkers.delivery(client.driver.deliveries, client.driver.anomalies, client.missed)
-            )
+            await self._fetch_history(client)
         if step.context is not None:
             assert client is not None
-            verdicts.append(await self._expect_context(client, step.context))
+            await self._fetch_context(client)
         if step.resume is not None:
             assert client is not None
+            if step.resume.closed is not None:
+                await asyncio.sleep(self.waits.closing)  # the closing frame may be on its way
             if step.resume.notice is not None and client.driver.connected:
                 # A notice follows the resume's replay: a round trip makes sure it has arrived.
-                await client.driver.fetch_context(timeout=5.0)
-            verdicts.append(await self._expect_resume(client, step.resume))
-        for latency in step.latency:
-            limits = {
-                name: value
-                for name in ("p50", "p95", "p99", "max", "mean")
-                if (value := getattr(latency, name, None)) is not None
-            }
-            verdicts.append(
-                checkers.latency(
-                    latency.operation, self.history.durations(latency.operation), limits
-                )
-            )
-        for metric in step.metrics:
-            verdicts.append(await self._expect_metric(metric))
-        failed = [v for v in verdicts if not v.passed]
-        if step.must_fail:  # rename, so summaries do not count these as the target's checks
-            verdicts = [
-                Verdict(f"{v.check} (must fail)", v.passed, v.message, v.evidence) for v in verdicts
-            ]
-        result.verdicts = verdicts
-        if step.must_fail:
-            if not failed:
-                raise StepFailedError(
-                    "the checks to catch the planted fault",
-                    "every check passed: " + "; ".join(v.message for v in verdicts),
-                )
-            return "caught, as it must be: " + "; ".join(v.message for v in failed)
-        if failed:
-            first = failed[0]
-            raise StepFailedError(f"{first.check} to hold", first.message, first.evidence)
-        return "; ".join(v.message for v in verdicts)
+                await self._fetch_context(client)
+        if any(metric.between is None for metric in step.metrics):
+            await self._metrics()
+        return "judged"
 
-    async def _expect_context(self, client: ClientState, expect: m.ContextExpect) -> Verdict:
-        name = expect.equals or expect.against or "before_drop"
-        snapshot = self.snapshots.get(f"{client.spec.name}:{name}") or self.snapshots.get(name)
-        if snapshot is None or snapshot.context is None:
-            return Verdict("context", False, f"no snapshot named {name!r} to compare with", {})
-        now = await client.driver.fetch_context(timeout=5.0)
-        return checkers.context(snapshot.context, now, preserved=expect.preserved, keys=expect.keys)
 
-    async def _expect_resume(self, client: ClientState, expect: m.ResumeExpect) -> Verdict:
-        if expect.closed is not None:
-            await asyncio.sleep(0.05)  # the closing frame may still be on its way
-            if client.driver.closed_reason != expect.closed:
-                return Verdict(
-                    "resume",
-                    False,
-                    f"connection closed with {client.driver.closed_reason}, "
-                    f"expected {expect.closed}",
-                    {},
-                )
-            if expect.outcome is None and expect.warnings is None and expect.notice is None:
-                return Verdict("resume", True, f"connection closed with {expect.closed}", {})
-        resumes = [o for o in client.outcomes if o.kind != "new"]
-        if not resumes:
-            return Verdict("resume", False, "no resume happened", {})
-        last = resumes[-1]
-        if expect.outcome not in (None, "any") and last.kind != expect.outcome:
-            return Verdict(
-                "resume", False, f"last resume was {last.kind}, expected {expect.outcome}", {}
-            )
-        if expect.warnings is not None and sorted(expect.warnings) != sorted(last.warnings):
-            return Verdict(
-                "resume",
-                False,
-                f"warnings {list(last.warnings)}, expected {list(expect.warnings)}",
-                {},
-            )
-        notices = client.driver.security_notices
-        if expect.notice is not None and bool(notices) != expect.notice:
-            return Verdict(
-                "resume",
-                False,
-                f"{len(notices)} security notices, expected notice={expect.notice}",
-                {},
-            )
-        return Verdict(
-            "resume", True, f"last resume {last.kind}; {len(notices)} security notice(s)", {}
-        )
-
-    async def _expect_metric(self, expect: m.MetricExpect) -> Verdict:
-        if expect.between is not None:
-            first_name, last_name = expect.between
-            first, last = self.snapshots.get(first_name), self.snapshots.get(last_name)
-            texts = [s.metrics if s else None for s in (first, last)]
-        else:
-            texts = [await self.target.metrics()]
-        if any(t is None for t in texts):
-            raise StepSkippedError(f"the target exposes no metrics for {expect.name}")
-        values = [checkers.metric_value(t or "", expect.name) for t in texts]
-        if any(v is None for v in values):
-            return Verdict("metrics", False, f"metric {expect.name} not found", {})
-        if expect.growth is not None and len(values) == 2:
-            return checkers.metric_growth(
-                expect.name, values[0] or 0.0, values[1] or 0.0, expect.growth
-            )
-        value = values[-1] or 0.0
-        if expect.value is not None and not expect.value.holds(value):
-            return Verdict(
-                "metrics", False, f"{expect.name} is {value:g}, needed {expect.value}", {}
-            )
-        return Verdict("metrics", True, f"{expect.name} = {value:g}", {})
+def apply_verdicts(result: StepResult, verdicts: list[Verdict], *, fallback: str = "") -> None:
+    """Set a step's status and message from its verdicts (the first failed one decides)."""
+    result.verdicts = verdicts
+    # Checks renamed "(must fail)" are the planted fault's evidence; the "must fail" verdict
+    # beside them says whether they caught it.
+    failed = [v for v in verdicts if not v.passed and not v.check.endswith("(must fail)")]
+    if failed:
+        first = failed[0]
+        result.status = "failed"
+        result.expected = first.expected or f"{first.check} to hold"
+        result.message = f"expected {result.expected}; saw {first.message}"
+        result.seen = first.message
+        result.evidence = dict(first.evidence)
+    elif fallback and not verdicts:
+        # An operation failed and nothing judged it (a step that only acts).
+        result.status = "failed"
+        result.message = result.seen = fallback
+    else:
+        result.status = "passed"
+        if verdicts:
+            result.message = "; ".join(v.message for v in verdicts if not v.check.endswith(")"))
+            if not result.message:
+                result.message = verdicts[-1].message
 
 
 _CLIENT_DROPS = ("close", "reset")
+
+
+def resolve_step(scenario: m.Scenario, path: str) -> m.Step | None:
+    """The step a path names (``4.3.2``: step 2 of cycle 3 of the repeat at step 4;
+    ``5.p1.2``: step 2 of client p1 of the parallel at step 5)."""
+    steps: tuple[m.Step, ...] = scenario.steps
+    parts = path.split(".")
+    step: m.Step | None = None
+    i = 0
+    while i < len(parts):
+        try:
+            step = steps[int(parts[i]) - 1]
+        except (ValueError, IndexError):
+            return None
+        i += 1
+        if isinstance(step, m.Repeat | m.Parallel) and i < len(parts):
+            steps = step.steps
+            i += 1  # the cycle number, or the parallel client's name
+    return step

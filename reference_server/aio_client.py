@@ -88,6 +88,12 @@ class AsyncClient:
         self.ack_delay = ack_delay
         self.ack_every = ack_every
         self._since_ack = 0
+        self.on_events: Callable[[list[ClientEvent]], None] | None = None
+        """Called with the events of each frame as it is received (a harness records them)."""
+        self.on_close: Callable[[int | None], None] | None = None
+        """Called with the close code when a connection this client opened has closed."""
+        self.on_error: Callable[[RemoteProtocolError], None] | None = None
+        """Called with each protocol violation of the server, as it is detected."""
 
     # --- what was seen -------------------------------------------------------------------
 
@@ -211,6 +217,8 @@ class AsyncClient:
                 try:
                     events = self.protocol.receive(frame)
                     self.events.extend(events)
+                    if self.on_events is not None:
+                        self.on_events(events)
                     for event in events:
                         if isinstance(event, Delivered):
                             self._delivered.append(event.message)
@@ -219,6 +227,8 @@ class AsyncClient:
                                 self._by_request.setdefault(reply_to, []).append(event.message)
                 except RemoteProtocolError as exc:
                     self.errors.append(exc)
+                    if self.on_error is not None:
+                        self.on_error(exc)
                 self._changed.set()
                 self._since_ack += 1
                 batch = self._since_ack < self.ack_every
@@ -232,6 +242,8 @@ class AsyncClient:
             pass
         finally:
             self.close_codes.append(ws.close_code)
+            if self.on_close is not None:
+                self.on_close(ws.close_code)
             if self.ws is ws:
                 self.ws = None
                 self._lost()

@@ -1,5 +1,27 @@
 """Drivers: how the harness talks to one kind of target; nothing above them knows a wire format."""
 
-from .base import Delivery, Driver, DriverError, Outcome, Terms, Turn
+from .base import (
+    CAPABILITIES,
+    ClientConfig,
+    Driver,
+    DriverError,
+    DriverFactory,
+    DriverInfo,
+    Observe,
+    PositionModel,
+    RawAnswer,
+    Route,
+)
 
-__all__ = ["Delivery", "Driver", "DriverError", "Outcome", "Terms", "Turn"]
+__all__ = [
+    "CAPABILITIES",
+    "ClientConfig",
+    "Driver",
+    "DriverError",
+    "DriverFactory",
+    "DriverInfo",
+    "Observe",
+    "PositionModel",
+    "RawAnswer",
+    "Route",
+]

@@ -1,136 +1,195 @@
-"""The driver interface: what the runner and the checkers may ask of any target.
+"""The driver contract: the only part of the harness that knows a target's protocol.
 
-It is deliberately protocol-neutral. A driver for the reference protocol, for Centrifugo's
-history recovery or for Socket.IO's connection state recovery answers the same questions:
-open a session, resume it, chat, fetch the server's history and context, and report what was
-delivered (by stream position) so that loss, duplication and order can be checked.
+A driver is one simulated client of one target. The runner calls it and records every call
+and its result into the history; the driver reports what it observes on its own (deliveries
+at stream positions, notices, closes, protocol violations) through the ``observe`` callback it
+is given, and never writes the history itself. Checkers judge only the history.
+
+A driver declares, in ``DriverInfo``:
+
+- its **capabilities** (``CAPABILITIES`` below): a scenario step that needs one it lacks is
+  SKIPPED with the reason before the scenario starts, never after;
+- its **positions**: how the positions in ``Delivered`` order (``dense`` integers with no
+  holes, ``increasing`` integers that may skip, or ``opaque`` strings that only identify), and
+  whether they continue across sessions (Centrifugo's offsets, within one epoch) or start
+  again with each session (the reference protocol's ``seq``).
+
+docs/architecture.md describes the contract; ``harness.driver.conformance`` checks it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
-OutcomeKind = Literal["new", "full", "degraded", "rejected"]
+from harness.history import Observation, Outcome, Terms, Turn
+
+__all__ = [
+    "CAPABILITIES",
+    "ClientConfig",
+    "Driver",
+    "DriverError",
+    "DriverFactory",
+    "DriverInfo",
+    "Observe",
+    "Outcome",
+    "PositionModel",
+    "RawAnswer",
+    "Route",
+    "Terms",
+    "Turn",
+]
+
+CAPABILITIES: Final[dict[str, str]] = {
+    "chat": "send a message and wait for the complete reply to it",
+    "resume": "resume a session after its connection was lost",
+    "resume_previous_token": "present a resume credential already used (a replayed theft)",
+    "take_over": "resume another client's session from this client's connection",
+    "history": "read the conversation the server stores",
+    "context": "read the agent context the server stores",
+    "raw_frames": "send a frame exactly as written, and report the error or close it got",
+    "source_ip": "open connections from a chosen loopback address",
+    "forwarded_for": "send an X-Forwarded-For header",
+    "notices": "report the notices the server sends about a session (e.g. an IP change)",
+    "close_reason": "report the reason the server gave for closing a connection",
+}
+"""Every capability a driver may declare, with what it promises."""
 
 
 class DriverError(Exception):
-    """The driver could not do what was asked (connection refused, timeout, protocol error)."""
+    """The driver could not do what was asked: refused, timed out, broken by the network."""
 
-    retry_after: float | None = None
-    """Seconds the target asked the client to wait, if it said."""
-
-
-@dataclass(frozen=True, slots=True)
-class Terms:
-    """What a target advertises about its sessions; None where it advertises nothing."""
-
-    full_window_s: float | None = None
-    resumable_window_s: float | None = None
-    ip_policy: str | None = None
-    capabilities: frozenset[str] = frozenset()
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Seconds the target asked the client to wait, if it said."""
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a connect or resume ended."""
+class PositionModel:
+    """How a driver's stream positions behave."""
 
-    kind: OutcomeKind
-    reason: str | None = None
-    warnings: tuple[str, ...] = ()
-    gap_s: float | None = None
-    replayed: int | None = None
-    missed: tuple[int, int] | None = None
-    """Positions the target declared lost (inclusive), if it declared any."""
+    order: Literal["dense", "increasing", "opaque"]
+    """``dense``: integers, each next one exactly one more (a hole is a loss). ``increasing``:
+    integers that only grow (holes are allowed). ``opaque``: identifiers with no order."""
+    continues_across_sessions: bool
+    """Whether a new session's stream goes on from the old one's positions."""
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """One message the client received, at its position in the server's stream."""
-
-    position: int
-    kind: str
-    reply_to: str | None = None
-    text: str | None = None
-    final: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    """One stored turn of the conversation, as the server answered it."""
-
-    index: int
-    role: str
-    message_id: str
-    text: str
-
-
-@dataclass
-class Anomalies:
-    """What the driver saw that a correct server never causes."""
-
-    duplicates: list[int] = field(default_factory=list)
-    gaps: list[tuple[int, int]] = field(default_factory=list)
-    protocol_errors: list[str] = field(default_factory=list)
-
-
-class Driver(Protocol):
-    """One client of a target."""
+class DriverInfo:
+    """What a driver is and can do."""
 
     name: str
-    terms: Terms | None
-    deliveries: list[Delivery]
-    anomalies: Anomalies
-    security_notices: list[dict[str, str]]
+    positions: PositionModel
+    capabilities: frozenset[str]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(self.capabilities - CAPABILITIES.keys())
+        if unknown:
+            raise ValueError(f"driver {self.name}: unknown capabilities {unknown}")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How the next connection goes: the TCP address to open (a proxy in front of the URL's
+    host, or None for the host itself), the source address, and an X-Forwarded-For value."""
+
+    connect_to: tuple[str, int] | None = None
+    source_ip: str | None = None
+    forwarded_for: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RawAnswer:
+    """What a raw frame got: the error code answered (if any) and the close code (if closed)."""
+
+    error: str | None
+    close: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """What a driver is told about the client it plays."""
+
+    name: str
+    url: str
+    credential: str
+    route: Route = field(default_factory=Route)
+
+
+Observe = Callable[[Observation], None]
+"""How a driver reports what it observed; the runner records it in the history."""
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """One simulated client of a target. Every method that waits takes its bound."""
+
+    info: DriverInfo
 
     @property
-    def connected(self) -> bool: ...
+    def connected(self) -> bool:
+        """Whether the client holds a live connection now."""
+        ...
 
-    async def connect(self, timeout: float, *, retry: bool = True) -> Outcome:
-        """Open a new session; with ``retry``, back off and try again until ``timeout``."""
+    async def connect(self, timeout: float) -> Outcome:
+        """One attempt to open a new session; ``DriverError`` when it could not be made."""
         ...
 
     async def resume(
         self,
         timeout: float,
         *,
-        retry: bool = True,
         token: Literal["current", "previous"] = "current",
-        session_of: Any = None,
+        session_of: Driver | None = None,
     ) -> Outcome:
-        """Resume the session (or, with ``token="previous"``, replay the token held before the
-        last resume; with ``session_of``, take over another driver's session)."""
+        """One attempt to resume the session; with ``token="previous"``, present the credential
+        held before the last resume (a replayed theft) without disturbing this client's own
+        state; with ``session_of``, take over that driver's session."""
         ...
 
-    @property
-    def closed_reason(self) -> str | None:
-        """The reason the target gave when it last closed this client's connection."""
+    async def send_message(self, text: str) -> str:
+        """Send one user message (or queue it while disconnected); return its id."""
         ...
 
-    async def send_message(self, text: str) -> str: ...
+    async def await_reply(self, message_id: str, timeout: float) -> int:
+        """Wait for the complete reply to ``message_id``; return how many parts it had."""
+        ...
 
-    async def await_reply(self, message_id: str, timeout: float) -> list[Delivery]: ...
+    async def fetch_history(self, timeout: float) -> list[Turn]:
+        """Every stored turn of the session's conversation, oldest first."""
+        ...
 
-    async def fetch_history(self, timeout: float) -> list[Turn]: ...
+    async def fetch_context(self, timeout: float) -> Mapping[str, Any]:
+        """The agent context the server stores for the session."""
+        ...
 
-    async def fetch_context(self, timeout: float) -> Mapping[str, Any]: ...
-
-    async def disconnect(self, how: Literal["close", "reset"]) -> None: ...
+    async def disconnect(self, how: Literal["close", "reset"]) -> None:
+        """Close the connection cleanly, or reset it (RST) as a broken network would."""
+        ...
 
     async def send_raw(
         self, frame: str | bytes, timeout: float, *, until_close: bool = False
-    ) -> tuple[str | None, int | None]:
-        """Send a frame as is; return the error code answered (if any) and the close code.
-
-        With ``until_close``, wait for the connection to close rather than for the first error.
-        """
+    ) -> RawAnswer:
+        """Send a frame as is; wait for the first error answered (or, with ``until_close``,
+        for the connection to close), at most ``timeout``."""
         ...
 
-    def set_route(
-        self,
-        *,
-        connect_to: tuple[str, int] | None,
-        source_ip: str | None,
-        forwarded_for: str | None,
-    ) -> None: ...
+    def set_route(self, route: Route) -> None:
+        """Use this route from the next connection on."""
+        ...
+
+    async def aclose(self) -> None:
+        """Drop every connection and stop every task of this driver."""
+        ...
+
+
+class DriverFactory(Protocol):
+    """What a driver plugin's entry point gives: the info, and a way to make clients."""
+
+    info: DriverInfo
+
+    def __call__(self, config: ClientConfig, observe: Observe) -> Driver: ...

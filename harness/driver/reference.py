@@ -1,39 +1,54 @@
 """The driver for the reference protocol (docs/protocol.md), over ``AsyncClient``.
 
-It is the only module of the harness that knows the reference protocol's messages; it turns
-them into the neutral ``Outcome``, ``Delivery`` and ``Turn`` records and writes every
-operation into the run's history.
+It is the only module of the harness that knows the reference protocol's messages. It turns
+them into neutral history bodies: an ``Outcome`` for each welcome, resumed or rejected, and a
+``Delivered`` observation for every numbered frame as the wire brought it (a frame the
+protocol client discarded as a duplicate is observed too, so checkers see what the server
+sent, not what the client kept).
+
+Positions are the protocol's ``seq``: dense integers from 1 in each session, continued across
+resumes of that session; a new session, or a new epoch (the server lost the stream, §8.1),
+starts a new stream.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import random
 import socket
 import struct
-import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
 from websockets.exceptions import InvalidHandshake
 
-from harness.driver.base import Anomalies, Delivery, DriverError, Outcome, Terms, Turn
-from harness.history import History
+from harness.driver.base import (
+    ClientConfig,
+    Driver,
+    DriverError,
+    DriverFactory,
+    DriverInfo,
+    Observe,
+    PositionModel,
+    RawAnswer,
+    Route,
+)
+from harness.history import Closed, Delivered, Notice, Outcome, Terms, Turn, Violation
+from reference_server import admin
 from reference_server.aio_client import AsyncClient, ConnectionLostError, HandshakeRefusedError
 from reference_server.protocol import (
     Attached,
+    ClientEvent,
     ClientProtocol,
     ClientState,
-    Delivered,
     DuplicateDelivery,
     RejectedByServer,
-    SequenceGap,
+    RemoteProtocolError,
     ServerClosing,
     UnnumberedError,
 )
+from reference_server.protocol import Delivered as ProtocolDelivered
 from reference_server.protocol.messages import (
     AgentContext,
     ConversationHistory,
@@ -44,8 +59,27 @@ from reference_server.protocol.messages import (
 )
 
 HISTORY_PAGE = 200
-BACKOFF_BASE_S = 0.05
-BACKOFF_CAP_S = 1.0
+
+INFO = DriverInfo(
+    name="reference",
+    description="the reference reconnection protocol (docs/protocol.md)",
+    positions=PositionModel(order="dense", continues_across_sessions=False),
+    capabilities=frozenset(
+        {
+            "chat",
+            "resume",
+            "resume_previous_token",
+            "take_over",
+            "history",
+            "context",
+            "raw_frames",
+            "source_ip",
+            "forwarded_for",
+            "notices",
+            "close_reason",
+        }
+    ),
+)
 
 
 def _seconds(header: str | None) -> float | None:
@@ -58,115 +92,98 @@ def _seconds(header: str | None) -> float | None:
 class ReferenceDriver:
     """One client of a server that speaks the reference protocol."""
 
-    def __init__(
-        self, name: str, url: str, token: str, history: History, *, seed: int | None = None
-    ) -> None:
-        self.name = name
-        self.history = history
-        self.client = AsyncClient(url, token, on_gap="report")
-        self.terms: Terms | None = None
-        self.anomalies = Anomalies()
-        self._seen_events = 0
-        self._session_start = 0
-        self._errors_seen = 0
-        self.tokens_seen: list[str] = []
-        self.random = random.Random(seed)
+    info = INFO
 
-    # --- what was seen -------------------------------------------------------------------
+    def __init__(self, config: ClientConfig, observe: Observe) -> None:
+        self.name = config.name
+        self._observe = observe
+        self.client = AsyncClient(config.url, config.credential, on_gap="report")
+        self.client.on_events = self._on_events
+        self.client.on_close = self._on_close
+        self.client.on_error = self._on_error
+        self.tokens_seen: list[str] = []
+        self._closing_reason: str | None = None
+        self._closing_ourselves = False
+        self.set_route(config.route)
+
+    # --- observations --------------------------------------------------------------------
+
+    @property
+    def _stream(self) -> str:
+        session = self.client.protocol.session
+        return f"{session.session_id}#{session.epoch}" if session else "-"
+
+    def _on_events(self, events: list[ClientEvent]) -> None:
+        for event in events:
+            if isinstance(event, ProtocolDelivered):
+                self._observe(_delivered(self._stream, event.message))
+                message = event.message
+                if isinstance(message, SecurityNotice):
+                    detail = {
+                        "previous": message.previous_ip,
+                        "current": message.current_ip,
+                        "policy": message.policy,
+                    }
+                    self._observe(Notice(kind="ip_change", detail=detail))
+            elif isinstance(event, DuplicateDelivery):
+                # Discarded by the protocol client, but the server did send it again.
+                self._observe(
+                    Delivered(stream=self._stream, position=event.seq, kind="discarded_duplicate")
+                )
+            elif isinstance(event, ServerClosing):
+                self._closing_reason = event.closing.reason
+
+    def _on_close(self, code: int | None) -> None:
+        if self._closing_ourselves:
+            return
+        self._observe(Closed(code=code, reason=self._closing_reason))
+        self._closing_reason = None
+
+    def _on_error(self, error: RemoteProtocolError) -> None:
+        self._observe(Violation(message=f"{error.error_code}: {error.message}"))
+
+    # --- sessions ------------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
         return self.client.connected
 
-    @property
-    def deliveries(self) -> list[Delivery]:
-        """What the current session delivered (a fresh session starts a new stream)."""
-        self._collect()
-        events = self.client.events[self._session_start :]
-        return [_delivery(e.message) for e in events if isinstance(e, Delivered)]
-
-    @property
-    def security_notices(self) -> list[dict[str, str]]:
-        return [
-            {
-                "previous": e.message.previous_ip,
-                "current": e.message.current_ip,
-                "policy": e.message.policy,
-            }
-            for e in self.client.events[self._session_start :]
-            if isinstance(e, Delivered) and isinstance(e.message, SecurityNotice)
-        ]
-
-    def _collect(self) -> None:
-        """Turn protocol-level anomalies into neutral ones (once each)."""
-        events = self.client.events[self._seen_events :]
-        self._seen_events = len(self.client.events)
-        for event in events:
-            if isinstance(event, DuplicateDelivery):
-                self.anomalies.duplicates.append(event.seq)
-                self.history.event(self.name, "duplicate_delivery", position=event.seq)
-            elif isinstance(event, SequenceGap):
-                self.anomalies.gaps.append((event.expected, event.received - 1))
-                self.history.event(
-                    self.name, "undeclared_gap", first=event.expected, last=event.received - 1
-                )
-            elif isinstance(event, Delivered):
-                self.history.event(self.name, "deliver", position=event.message.seq)
-        for error in self.client.errors[self._errors_seen :]:
-            self.anomalies.protocol_errors.append(f"{error.error_code}: {error.message}")
-        self._errors_seen = len(self.client.errors)
-
-    # --- sessions ------------------------------------------------------------------------
-
-    def set_route(
-        self,
-        *,
-        connect_to: tuple[str, int] | None,
-        source_ip: str | None,
-        forwarded_for: str | None,
-    ) -> None:
-        """How the next connection goes: the TCP address to open (a proxy in front of the
-        URL's host, or None for the host itself), the source address, X-Forwarded-For."""
-        self.client.connect_to = connect_to
-        self.client.source_ip = source_ip
-        if forwarded_for:
-            self.client.headers["X-Forwarded-For"] = forwarded_for
+    def set_route(self, route: Route) -> None:
+        self.client.connect_to = route.connect_to
+        self.client.source_ip = route.source_ip
+        if route.forwarded_for:
+            self.client.headers["X-Forwarded-For"] = route.forwarded_for
         else:
             self.client.headers.pop("X-Forwarded-For", None)
 
-    def set_token(self, token: str) -> None:
+    def set_credential(self, credential: str) -> None:
         """Use a new credential from the next connection on."""
-        self.client.token = token
+        self.client.token = credential
 
-    async def connect(self, timeout: float, *, retry: bool = True) -> Outcome:
-        self._collect()
-        self._session_start = len(self.client.events)
-        self.anomalies = Anomalies()
-        return await self._open("connect", self.client.connect, timeout, retry)
+    async def connect(self, timeout: float) -> Outcome:
+        return await self._attempt("connect", self.client.connect, timeout, after=0)
 
     async def resume(
         self,
         timeout: float,
         *,
-        retry: bool = True,
         token: Literal["current", "previous"] = "current",
-        session_of: ReferenceDriver | None = None,
+        session_of: Driver | None = None,
     ) -> Outcome:
-        """Resume this client's session; or present the token it held before its last resume
-        (a replayed stolen token); or take over ``session_of``'s session."""
         if self.client.connected:  # a half-open connection the client gives up on
-            await self.client.drop()
+            await self._drop()
         protocol = self.client.protocol
         if session_of is not None:
+            if not isinstance(session_of, ReferenceDriver):
+                raise DriverError("take over: the other client is not a reference client")
             other = session_of.client.protocol
             if other.session is None:
                 raise DriverError(f"{session_of.name} has no session to take over")
             protocol.session, protocol.last_seq = other.session, other.last_seq
             protocol.state = ClientState.DISCONNECTED
-            self._session_start = len(self.client.events)
         if token == "previous":
             return await self._replay_previous_token(timeout)
-        return await self._open("resume", self.client.resume, timeout, retry)
+        return await self._attempt("resume", self.client.resume, timeout, after=protocol.last_seq)
 
     async def _replay_previous_token(self, timeout: float) -> Outcome:
         """Resume with the token held before the last resume, on a copy of the protocol state,
@@ -180,83 +197,63 @@ class ReferenceDriver:
         thief.state = ClientState.DISCONNECTED
         self.client.protocol = thief
         try:
-            return await self._open("resume", self.client.resume, timeout, False)
+            return await self._attempt("resume", self.client.resume, timeout, after=own.last_seq)
         finally:
-            await self.client.drop()
+            await self._drop()
             self.client.protocol = own
 
-    async def _open(self, kind: str, how: Any, timeout: float, retry: bool) -> Outcome:
-        """Connect or resume; while ``retry``, back off exponentially with full jitter (§14)
-        after a refused connection or an ``overloaded`` answer, until ``timeout`` runs out."""
-        deadline = time.monotonic() + timeout
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                outcome, retry_after = await self._attempt(kind, how, deadline - time.monotonic())
-            except DriverError as exc:
-                delay = self._backoff(attempt, exc.retry_after)
-                if not retry or time.monotonic() + delay >= deadline:
-                    raise
-                self.history.event(self.name, "retry", of=kind, attempt=attempt, delay=delay)
-                await asyncio.sleep(delay)
-                continue
-            if outcome.reason != "overloaded" or not retry:
-                return outcome
-            delay = self._backoff(attempt, retry_after)
-            if time.monotonic() + delay >= deadline:
-                return outcome
-            self.history.event(self.name, "retry", of=kind, attempt=attempt, delay=delay)
-            await asyncio.sleep(delay)
-
-    def _backoff(self, attempt: int, floor: float | None) -> float:
-        cap = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
-        return max(floor or 0.0, self.random.uniform(0, cap))
-
-    async def _attempt(self, kind: str, how: Any, timeout: float) -> tuple[Outcome, float | None]:
-        op = self.history.invoke(self.name, kind)
+    async def _attempt(self, kind: str, how: Any, timeout: float, *, after: int) -> Outcome:
         try:
             answer = await how(max(0.05, timeout))
         except HandshakeRefusedError as exc:
-            self.history.complete(op, "fail", error=str(exc))
-            error = DriverError(f"{kind}: handshake refused: {exc}")
-            error.retry_after = _seconds(exc.retry_after)
-            raise error from None
+            raise DriverError(
+                f"{kind}: handshake refused: {exc}", retry_after=_seconds(exc.retry_after)
+            ) from None
         except (OSError, TimeoutError, ConnectionLostError, InvalidHandshake) as exc:
             # InvalidHandshake: the network broke the HTTP upgrade (no or a cut response).
-            self.history.complete(op, "fail", error=f"{type(exc).__name__}: {exc}")
             raise DriverError(f"{kind}: {type(exc).__name__}: {exc}") from None
-        self._collect()
         if isinstance(answer, RejectedByServer):
-            self.history.complete(op, "ok", outcome="rejected", reason=answer.reason)
-            after = answer.retry_after_ms / 1000 if answer.retry_after_ms else None
-            return Outcome(kind="rejected", reason=answer.reason), after
-        outcome = _outcome(answer)
+            after_s = answer.retry_after_ms / 1000 if answer.retry_after_ms else None
+            return Outcome(kind="rejected", reason=answer.reason, retry_after=after_s)
+        return self._outcome(answer, after)
+
+    def _outcome(self, attached: Attached, after: int) -> Outcome:
         session = self.client.protocol.session
+        terms = None
         if session is not None:
             self.tokens_seen.append(session.resume_token)
-            self.terms = Terms(
+            terms = Terms(
                 full_window_s=session.windows.full_s,
                 resumable_window_s=session.windows.resumable_s,
                 ip_policy=session.ip_policy,
-                capabilities=frozenset(session.capabilities),
+                capabilities=tuple(session.capabilities),
             )
-        self.history.complete(
-            op, "ok", outcome=outcome.kind, warnings=list(outcome.warnings), gap_s=outcome.gap_s
+        missed = (attached.missed.first, attached.missed.last) if attached.missed else None
+        return Outcome(
+            kind=attached.outcome,
+            warnings=tuple(w.code for w in attached.warnings),
+            gap_s=attached.gap_s,
+            replayed=attached.replay_count,
+            missed=missed,
+            session=attached.session_id,
+            stream=f"{attached.session_id}#{attached.epoch}",
+            # A new epoch is a new stream: what it holds starts where the server says.
+            after=after
+            if attached.outcome == "new" or not self._epoch_changed(attached)
+            else attached.replay_from - 1,
+            terms=terms,
         )
-        return outcome, None
 
-    @property
-    def closed_reason(self) -> str | None:
-        """The reason the server gave when it last closed this client's connection."""
-        closings = [e for e in self.client.events if isinstance(e, ServerClosing)]
-        return closings[-1].closing.reason if closings else None
+    def _epoch_changed(self, attached: Attached) -> bool:
+        return any(w.code == "epoch_changed" for w in attached.warnings)
 
     async def disconnect(self, how: Literal["close", "reset"]) -> None:
-        """Close cleanly, or reset the TCP connection (RST) as a broken network would."""
-        self.history.event(self.name, "disconnect", how=how)
         if how == "close":
-            await self.client.close()
+            self._closing_ourselves = True
+            try:
+                await self.client.close()
+            finally:
+                self._closing_ourselves = False
             return
         ws = self.client.ws
         if ws is not None:
@@ -264,63 +261,58 @@ class ReferenceDriver:
             if sock is not None:  # SO_LINGER 0: close() sends RST instead of FIN
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        await self.client.drop()
+        await self._drop()
+
+    async def _drop(self) -> None:
+        self._closing_ourselves = True
+        try:
+            await self.client.drop()
+        finally:
+            self._closing_ourselves = False
+
+    async def aclose(self) -> None:
+        await self._drop()
 
     # --- requests ------------------------------------------------------------------------
 
     async def send_message(self, text: str) -> str:
-        op = self.history.invoke(self.name, "send", text=text)
-        message_id = await self.client.send_user_message(text)
-        # Sent or queued for the resume: the outcome is known only when the reply comes.
-        self.history.complete(op, "info", message_id=message_id, connected=self.connected)
-        return message_id
+        return await self.client.send_user_message(text)
 
-    async def await_reply(self, message_id: str, timeout: float) -> list[Delivery]:
-        op = self.history.invoke(self.name, "chat", message_id=message_id)
+    async def await_reply(self, message_id: str, timeout: float) -> int:
         try:
             reply = await self.client.reply_to(message_id, timeout)
         except (TimeoutError, ConnectionLostError) as exc:
-            self._collect()
-            self.history.complete(op, "fail", error=f"{type(exc).__name__}: {exc}")
             raise DriverError(f"no complete reply to {message_id}: {type(exc).__name__}") from None
-        self._collect()
-        self.history.complete(op, "ok", parts=len(reply))
-        return [_delivery(m) for m in reply]
+        return len(reply)
 
     async def fetch_history(self, timeout: float) -> list[Turn]:
         """Every stored turn, oldest first, fetched page by page."""
-        op = self.history.invoke(self.name, "history")
         turns: list[Turn] = []
         before: int | None = None
         try:
             while True:
                 page: ConversationHistory = await self.client.history(before, HISTORY_PAGE, timeout)
-                turns[:0] = [Turn(e.index, e.role, e.message_id, e.text) for e in page.entries]
+                turns[:0] = [
+                    Turn(index=e.index, role=e.role, message_id=e.message_id, text=e.text)
+                    for e in page.entries
+                ]
                 if page.next_before is None:
-                    break
+                    return turns
                 before = page.next_before
         except (TimeoutError, ConnectionLostError) as exc:
-            self.history.complete(op, "fail", error=f"{type(exc).__name__}: {exc}")
             raise DriverError(f"history: {type(exc).__name__}") from None
-        self._collect()
-        self.history.complete(op, "ok", turns=len(turns))
-        return turns
 
     async def fetch_context(self, timeout: float) -> Mapping[str, Any]:
-        op = self.history.invoke(self.name, "context")
         try:
             answer: AgentContext = await self.client.agent_context(timeout)
         except (TimeoutError, ConnectionLostError) as exc:
-            self.history.complete(op, "fail", error=f"{type(exc).__name__}: {exc}")
             raise DriverError(f"context: {type(exc).__name__}") from None
-        self._collect()
-        self.history.complete(op, "ok")
         context: dict[str, Any] = msgspec.to_builtins(answer.context)
         return context
 
     async def send_raw(
         self, frame: str | bytes, timeout: float, *, until_close: bool = False
-    ) -> tuple[str | None, int | None]:
+    ) -> RawAnswer:
         """Send a frame as is on the current connection; report the answer and any close.
 
         The wait ends at the first error answered, or with ``until_close`` only when the
@@ -330,20 +322,20 @@ class ReferenceDriver:
         if ws is None:
             raise DriverError("send: not connected")
         seen = len(self.client.events)
-        self.history.event(self.name, "send_raw", size=len(frame), binary=isinstance(frame, bytes))
         with contextlib.suppress(Exception):
             await ws.send(frame)
 
         def answered() -> bool | None:
-            if until_close:
-                return True if not self.client.connected else None
-            if any(isinstance(e, UnnumberedError) for e in self.client.events[seen:]):
+            if not self.client.connected:
                 return True
-            return True if not self.client.connected else None
+            if not until_close and any(
+                isinstance(e, UnnumberedError) for e in self.client.events[seen:]
+            ):
+                return True
+            return None
 
         with contextlib.suppress(TimeoutError):
             await self.client.wait_for(answered, timeout, "an answer to the raw frame")
-        await asyncio.sleep(0)
         errors = [e for e in self.client.events[seen:] if isinstance(e, UnnumberedError)]
         code = errors[0].error.code if errors else None
         close = (
@@ -351,25 +343,57 @@ class ReferenceDriver:
             if not self.client.connected and self.client.close_codes
             else None
         )
-        return code, close
+        return RawAnswer(error=code, close=close)
 
 
-def _outcome(attached: Attached) -> Outcome:
-    missed = (attached.missed.first, attached.missed.last) if attached.missed else None
-    return Outcome(
-        kind=attached.outcome,
-        warnings=tuple(w.code for w in attached.warnings),
-        gap_s=attached.gap_s,
-        replayed=attached.replay_count,
-        missed=missed,
+def _delivered(stream: str, message: ServerSequenced) -> Delivered:
+    assert message.seq is not None
+    if isinstance(message, ReplyChunk):
+        return Delivered(
+            stream=stream,
+            position=message.seq,
+            kind="reply",
+            reply_to=message.in_reply_to,
+            text=message.text,
+            final=message.final,
+        )
+    if isinstance(message, ToolCall):
+        return Delivered(
+            stream=stream,
+            position=message.seq,
+            kind="tool_call",
+            reply_to=message.in_reply_to,
+            text=message.call.result,
+        )
+    tag = message.__struct_config__.tag
+    return Delivered(
+        stream=stream,
+        position=message.seq,
+        kind=tag if isinstance(tag, str) else "message",
+        reply_to=getattr(message, "in_reply_to", None),
     )
 
 
-def _delivery(message: ServerSequenced) -> Delivery:
-    assert message.seq is not None
-    if isinstance(message, ReplyChunk):
-        return Delivery(message.seq, "reply", message.in_reply_to, message.text, message.final)
-    if isinstance(message, ToolCall):
-        return Delivery(message.seq, "tool_call", message.in_reply_to, message.call.result)
-    reply_to = getattr(message, "in_reply_to", None)
-    return Delivery(message.seq, message.__struct_config__.tag or "message", reply_to)  # type: ignore[arg-type]
+class ReferenceClock:
+    """The reference server's virtual clock, driven over its admin channel (§4.4)."""
+
+    def __init__(self, url: str, admin_token: str) -> None:
+        self.url, self._admin_token = url, admin_token
+
+    async def advance(self, seconds: float) -> None:
+        await admin.advance_clock(self.url, self._admin_token, seconds)
+
+
+class ReferenceFactory:
+    """The entry point of the ``reference`` driver (``ws_continuity.drivers``)."""
+
+    info = INFO
+    clock_control = ReferenceClock
+    """An external reference server's clock, when the user gives its admin token."""
+
+    def __call__(self, config: ClientConfig, observe: Observe) -> Driver:
+        # Returned as a `Driver`: mypy checks here that ReferenceDriver meets the contract.
+        return ReferenceDriver(config, observe)
+
+
+factory: DriverFactory = ReferenceFactory()

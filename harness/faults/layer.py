@@ -9,12 +9,15 @@ with toxicity < 1 hit is recorded in the history, not assumed.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
+from collections.abc import Awaitable
 from typing import Any
 
+from harness.errors import HarnessInfrastructureError
 from harness.faults.toxiproxy_client import Stream, ToxiproxyClient
-from harness.history import History
+from harness.history import Done, Failure, FaultAction, History
 
 _HALF_OPEN = ("half-open-up", "half-open-down")
 
@@ -45,7 +48,10 @@ def toxic_attributes(kind: str, fault: Any) -> dict[str, int | float]:
 
 
 class FaultLayer:
-    """One proxy, created for one scenario and removed after it."""
+    """One proxy, created for one scenario and removed after it.
+
+    Every action is recorded in the scenario's history (process ``fault``) as an invocation
+    and its completion, so a report's fault timeline and a checker see the same record."""
 
     def __init__(self, api: ToxiproxyClient, history: History, label: str) -> None:
         self.api = api
@@ -56,11 +62,33 @@ class FaultLayer:
         self.toxics: list[str] = []
         self._names = itertools.count(1)
 
+    async def _do(self, action: FaultAction, call: Awaitable[Any]) -> Any:
+        op = self.history.invoke("fault", action)
+        try:
+            result = await call
+        except HarnessInfrastructureError as exc:
+            self.history.complete(op, "fail", Failure(error=str(exc), infrastructure=True))
+            raise
+        except BaseException:
+            self.history.complete(op, "info", Failure(error="interrupted"))
+            raise
+        self.history.complete(op, "ok", Done())
+        return result
+
     async def start(self, upstream: str) -> None:
         """Create the proxy in front of ``upstream`` (host:port) on a free loopback port."""
-        proxy = await self.api.create_proxy(self.name, upstream)
+        action = FaultAction(action="create", upstream=upstream)
+        proxy = await self._do(action, self.api.create_proxy(self.name, upstream))
         self.port = proxy.port
-        self.history.event("fault", "proxy_created", listen=proxy.listen, upstream=upstream)
+
+    async def healthy(self, timeout: float) -> bool:
+        """Whether Toxiproxy answers its control API within ``timeout``."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.api.version()
+        except (TimeoutError, HarnessInfrastructureError):
+            return False
+        return True
 
     @property
     def address(self) -> tuple[str, int]:
@@ -70,52 +98,56 @@ class FaultLayer:
         return ("127.0.0.1", self.port)
 
     async def down(self) -> None:
-        await self.api.set_enabled(self.name, False)
-        self.history.event("fault", "proxy_down")
+        await self._do(FaultAction(action="down"), self.api.set_enabled(self.name, False))
 
     async def up(self) -> None:
-        await self.api.set_enabled(self.name, True)
-        self.history.event("fault", "proxy_up")
+        await self._do(FaultAction(action="up"), self.api.set_enabled(self.name, True))
 
     async def half_open(self) -> None:
         streams: tuple[Stream, Stream] = ("upstream", "downstream")
-        for name, stream in zip(_HALF_OPEN, streams, strict=True):
-            await self.api.add_toxic(self.name, name, "timeout", {"timeout": 0}, stream=stream)
-            self.toxics.append(name)
-        self.history.event("fault", "half_open")
+
+        async def both() -> None:
+            for name, stream in zip(_HALF_OPEN, streams, strict=True):
+                await self.api.add_toxic(self.name, name, "timeout", {"timeout": 0}, stream=stream)
+                self.toxics.append(name)
+
+        await self._do(FaultAction(action="half_open"), both())
 
     async def add(
         self, kind: str, attributes: dict[str, int | float], *, stream: Stream, toxicity: float
     ) -> str:
         name = f"{kind}-{next(self._names)}"
-        await self.api.add_toxic(
-            self.name, name, kind, attributes, stream=stream, toxicity=toxicity
-        )
-        self.toxics.append(name)
-        self.history.event(
-            "fault",
-            "toxic_added",
+        action = FaultAction(
+            action="add_toxic",
             toxic=name,
-            type=kind,
+            toxic_type=kind,
             stream=stream,
             toxicity=toxicity,
-            attributes=attributes,
+            attributes={k: float(v) for k, v in attributes.items()},
         )
+        call = self.api.add_toxic(
+            self.name, name, kind, attributes, stream=stream, toxicity=toxicity
+        )
+        await self._do(action, call)
+        self.toxics.append(name)
         return name
 
     async def remove(self, name: str) -> None:
         if name in self.toxics:
-            await self.api.remove_toxic(self.name, name)
+            call = self.api.remove_toxic(self.name, name)
+            await self._do(FaultAction(action="remove_toxic", toxic=name), call)
             self.toxics.remove(name)
-            self.history.event("fault", "toxic_removed", toxic=name)
 
     async def heal(self) -> None:
         """Remove every toxic and enable the proxy."""
-        for name in list(self.toxics):
-            await self.remove(name)
-        await self.api.set_enabled(self.name, True)
-        self.history.event("fault", "healed")
+
+        async def all_of_it() -> None:
+            for name in list(self.toxics):
+                await self.api.remove_toxic(self.name, name)
+                self.toxics.remove(name)
+            await self.api.set_enabled(self.name, True)
+
+        await self._do(FaultAction(action="heal"), all_of_it())
 
     async def close(self) -> None:
-        await self.api.delete_proxy(self.name)
-        self.history.event("fault", "proxy_deleted")
+        await self._do(FaultAction(action="delete"), self.api.delete_proxy(self.name))

@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 from harness.report import junit, markdown
-from harness.report.results import RunRecord, read, write
+from harness.results import RunResult, read, write
 
 
-def write_all(record: RunRecord, report_dir: Path, stamp: str) -> Path:
+def write_all(record: RunResult, report_dir: Path, stamp: str) -> Path:
     """Write the three files to ``report_dir/<stamp>/``; mirror them in ``report_dir/latest/``."""
     folder = report_dir / stamp
     folder.mkdir(parents=True, exist_ok=True)
@@ -25,4 +25,4 @@ def write_all(record: RunRecord, report_dir: Path, stamp: str) -> Path:
     return folder
 
 
-__all__ = ["RunRecord", "read", "write", "write_all"]
+__all__ = ["RunResult", "read", "write", "write_all"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from harness.report.results import RunRecord, ScenarioRecord
+from harness.report.figures import durations_by_operation
+from harness.results import RunResult, ScenarioResult
 
 
-def render(record: RunRecord) -> str:
+def render(record: RunResult) -> str:
     """The JUnit XML document of a run."""
     totals = record.totals
     suite = ET.Element(
@@ -21,6 +22,7 @@ def render(record: RunRecord) -> str:
         timestamp=record.started,
     )
     properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", name="verdict", value=record.verdict)
     for key, value in record.environment.items():
         ET.SubElement(properties, "property", name=key, value=value)
     for scenario in record.scenarios:
@@ -29,7 +31,7 @@ def render(record: RunRecord) -> str:
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def _case(scenario: ScenarioRecord) -> ET.Element:
+def _case(scenario: ScenarioResult) -> ET.Element:
     case = ET.Element(
         "testcase", name=scenario.name, classname=scenario.file, time=f"{scenario.seconds:.3f}"
     )
@@ -39,13 +41,14 @@ def _case(scenario: ScenarioRecord) -> ET.Element:
         "virtual_seconds": f"{scenario.virtual_seconds:g}",
         "steps": str(len(scenario.steps)),
     }
-    for operation, values in scenario.durations.items():
+    figures["checks"] = str(scenario.checks)
+    for operation, values in durations_by_operation(scenario).items():
         if values:
             figures[f"{operation}_max_ms"] = f"{max(values) * 1000:.1f}"
             figures[f"{operation}_count"] = str(len(values))
     for key, value in figures.items():
         ET.SubElement(properties, "property", name=key, value=value)
-    step = next((s for s in scenario.steps if s.status in ("failed", "error")), None)
+    step = scenario.first_failure
     if scenario.status == "failed" and step is not None:
         failure = ET.SubElement(
             case, "failure", message=f"step {step.path} ({step.kind}): {step.message}"

@@ -1,6 +1,6 @@
 """``report.md``: the execution report a team puts in a pull request.
 
-Built only from a ``RunRecord`` (results.json): every figure in it was measured in that run.
+Built only from a ``RunResult`` (results.json): every figure in it was measured in that run.
 It follows the original execution report's shape (summary, failures, per-scenario results,
 performance, environment, recommendations) and adds a fault timeline per scenario.
 """
@@ -11,7 +11,19 @@ import statistics
 from collections.abc import Iterable, Sequence
 
 from harness.checkers import percentile
-from harness.report.results import OPERATIONS, OpRecord, RunRecord, ScenarioRecord, StepRecord
+from harness.history import (
+    AdvanceClock,
+    Connect,
+    Delivered,
+    Disconnect,
+    Failure,
+    FaultAction,
+    Op,
+    Outcome,
+    Resume,
+)
+from harness.report.figures import durations_by_operation, resume_outcomes
+from harness.results import VERDICT_TEXT, RunResult, ScenarioResult, StepResult
 
 _ICON = {"passed": "✅", "failed": "❌", "error": "⚠️", "skipped": "⏭️"}
 _HINTS = {
@@ -32,10 +44,14 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def render(record: RunRecord) -> str:
+def render(record: RunResult) -> str:
     """The whole report."""
     totals = record.totals
-    result = "✅ ALL PASSED" if record.passed else "❌ FAILURES"
+    result = VERDICT_TEXT[record.verdict]
+    if record.verdict == "nothing_verified":
+        result += " (no scenario passed" + (
+            "; allowed by --allow-skipped)" if record.allow_skipped else ")"
+        )
     lines = [
         "# WebSocket session-continuity execution report",
         "",
@@ -52,6 +68,7 @@ def render(record: RunRecord) -> str:
         *_summary(record),
         "",
     ]
+    lines += _skipped(record.scenarios)
     lines += _failures(record.scenarios)
     lines += ["## Results per scenario", ""]
     for scenario in record.scenarios:
@@ -66,23 +83,26 @@ def render(record: RunRecord) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _virtual_note(scenarios: Sequence[ScenarioRecord]) -> str:
+def _virtual_note(scenarios: Sequence[ScenarioResult]) -> str:
     virtual = sum(s.virtual_seconds for s in scenarios)
     return f" (while {virtual / 60:.1f} min of virtual time passed)" if virtual else ""
 
 
-def _summary(record: RunRecord) -> list[str]:
+def _summary(record: RunResult) -> list[str]:
     out: list[str] = []
-    resumes = [
-        op for s in record.scenarios for op in s.history if op.kind == "resume" and op.phase == "ok"
-    ]
-    accepted = [op for op in resumes if op.data.get("outcome") in ("full", "degraded")]
-    if resumes:
-        full = sum(op.data.get("outcome") == "full" for op in resumes)
-        degraded = sum(op.data.get("outcome") == "degraded" for op in resumes)
-        rejected = len(resumes) - len(accepted)
+    if record.verdict == "nothing_verified":
         out.append(
-            f"- **Resumes:** {len(resumes)}: {full} full, {degraded} degraded, {rejected} rejected."
+            f"- **Nothing verified:** no scenario passed; {record.totals['skipped']} skipped "
+            "(reasons below). This run says nothing about the target."
+        )
+    outcomes = [o for s in record.scenarios for o in resume_outcomes(s.history)]
+    if outcomes:
+        full = sum(o.kind == "full" for o in outcomes)
+        degraded = sum(o.kind == "degraded" for o in outcomes)
+        rejected = sum(o.kind == "rejected" for o in outcomes)
+        out.append(
+            f"- **Resumes:** {len(outcomes)}: {full} full, {degraded} degraded, "
+            f"{rejected} rejected."
         )
     delivery = [
         v for s in record.scenarios for st in s.steps for v in st.verdicts if v.check == "delivery"
@@ -106,7 +126,7 @@ def _summary(record: RunRecord) -> list[str]:
             f"- **Context preserved:** lowest {min(values):.1%} over {len(values)} checks "
             f"(mean {statistics.fmean(values):.1%})."
         )
-    durations = [d for s in record.scenarios for d in s.durations.get("resume", [])]
+    durations = [d for s in record.scenarios for d in durations_by_operation(s).get("resume", [])]
     if durations:
         out.append(
             f"- **Resume latency:** p50 {_ms(percentile(durations, 50))}, p95 "
@@ -116,13 +136,24 @@ def _summary(record: RunRecord) -> list[str]:
     return out or ["- Nothing was measured."]
 
 
-def _failures(scenarios: Sequence[ScenarioRecord]) -> list[str]:
+def _skipped(scenarios: Sequence[ScenarioResult]) -> list[str]:
+    skipped = [s for s in scenarios if s.status == "skipped"]
+    if not skipped:
+        return []
+    lines = ["## Skipped", "", "| scenario | why |", "|---|---|"]
+    for scenario in skipped:
+        why = (scenario.error or "no reason given").replace("|", "\\|")
+        lines.append(f"| {scenario.name} | {why} |")
+    return [*lines, ""]
+
+
+def _failures(scenarios: Sequence[ScenarioResult]) -> list[str]:
     bad = [s for s in scenarios if s.status in ("failed", "error")]
     if not bad:
         return []
     lines = ["## Failures", ""]
     for scenario in bad:
-        step = next((st for st in scenario.steps if st.status in ("failed", "error")), None)
+        step = scenario.first_failure
         lines.append(f"### {_ICON[scenario.status]} {scenario.name}")
         lines.append("")
         lines.append(f"- **File:** `{scenario.file}`")
@@ -144,7 +175,7 @@ def _failures(scenarios: Sequence[ScenarioRecord]) -> list[str]:
     return lines
 
 
-def _scenario(scenario: ScenarioRecord) -> list[str]:
+def _scenario(scenario: ScenarioResult) -> list[str]:
     lines = [
         f"### {_ICON.get(scenario.status, '')} {scenario.name}",
         "",
@@ -165,26 +196,42 @@ def _scenario(scenario: ScenarioRecord) -> list[str]:
     return lines
 
 
-def _timeline(ops: Iterable[OpRecord], limit: int = 60) -> list[str]:
+def _timeline(ops: Iterable[Op], limit: int = 60) -> list[str]:
     """A mermaid sequence diagram of connections, faults, clock jumps and resumes."""
     notes: list[str] = []
+    invoked: dict[int, Op] = {}
+    seen: set[tuple[str, str, object]] = set()
     for op in ops:
         t = f"{op.time:.2f}s"
-        if op.client == "fault" and op.kind not in ("proxy_created", "proxy_deleted"):
-            detail = op.data.get("type") or ""
-            notes.append(f"    Note over Proxy: {t} {op.kind} {detail}".rstrip())
-        elif op.client == "clock":
-            notes.append(f"    Note over Server: {t} clock +{op.data.get('seconds', 0):g}s")
-        elif op.kind in ("connect", "resume") and op.phase in ("ok", "fail"):
-            outcome = op.data.get("outcome") or "failed"
-            reason = op.data.get("reason")
-            notes.append(
-                f"    Client->>Server: {t} {op.kind} {outcome}" + (f" ({reason})" if reason else "")
-            )
-        elif op.kind == "disconnect":
-            notes.append(f"    Client--xProxy: {t} {op.data.get('how')}")
-        elif op.kind in ("duplicate_delivery", "undeclared_gap"):
-            notes.append(f"    Server-->>Client: {t} {op.kind} {op.data}")
+        body = op.body
+        if op.phase == "invoke":
+            invoked[op.id] = op
+        if isinstance(body, FaultAction) and op.phase == "invoke":
+            if body.action not in ("create", "delete"):
+                detail = body.toxic_type or ""
+                notes.append(f"    Note over Proxy: {t} {body.action} {detail}".rstrip())
+        elif isinstance(body, AdvanceClock) and op.phase == "invoke":
+            notes.append(f"    Note over Server: {t} clock +{body.seconds:g}s")
+        elif isinstance(body, Disconnect):
+            notes.append(f"    Client--xProxy: {t} {op.process} {body.how}")
+        elif (
+            op.phase in ("ok", "fail")
+            and op.id in invoked
+            and isinstance(invoked[op.id].body, Resume | Connect)
+        ):
+            kind = "resume" if isinstance(invoked[op.id].body, Resume) else "connect"
+            if isinstance(body, Outcome):
+                reason = f" ({body.reason})" if body.reason else ""
+                notes.append(f"    Client->>Server: {t} {op.process} {kind} {body.kind}{reason}")
+            elif isinstance(body, Failure):
+                notes.append(f"    Client-xServer: {t} {op.process} {kind} failed")
+        elif isinstance(body, Delivered):
+            key = (op.process, body.stream, body.position)
+            if key in seen:
+                notes.append(
+                    f"    Server-->>Client: {t} {op.process} position {body.position} again"
+                )
+            seen.add(key)
     if not notes:
         return []
     if len(notes) > limit:
@@ -200,10 +247,11 @@ def _timeline(ops: Iterable[OpRecord], limit: int = 60) -> list[str]:
     ]
 
 
-def _performance(scenarios: Sequence[ScenarioRecord]) -> list[str]:
+def _performance(scenarios: Sequence[ScenarioResult]) -> list[str]:
     rows = []
-    for operation in OPERATIONS:
-        values = [d for s in scenarios for d in s.durations.get(operation, [])]
+    per_scenario = [durations_by_operation(s) for s in scenarios]
+    for operation in ("connect", "resume", "chat", "history", "context"):
+        values = [d for figures in per_scenario for d in figures.get(operation, [])]
         if values:
             rows.append(
                 f"| {operation} | {len(values)} | {_ms(percentile(values, 50))} | "
@@ -223,12 +271,10 @@ def _performance(scenarios: Sequence[ScenarioRecord]) -> list[str]:
     ]
 
 
-def _recommendations(scenarios: Sequence[ScenarioRecord]) -> list[str]:
+def _recommendations(scenarios: Sequence[ScenarioResult]) -> list[str]:
     items: list[str] = []
     for scenario in scenarios:
-        step: StepRecord | None = next(
-            (st for st in scenario.steps if st.status in ("failed", "error")), None
-        )
+        step: StepResult | None = scenario.first_failure
         if step is None:
             continue
         failed = next((v for v in step.verdicts if not v.passed), None)

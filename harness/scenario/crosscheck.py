@@ -72,8 +72,39 @@ class _Checker:
                 )
             else:
                 self.clients[client.name] = client
+        self._target_options()
+        self._requirements()
         self._steps(self.scenario.steps, ("steps",), in_parallel=False)
         return self.issues
+
+    def _target_options(self) -> None:
+        # The names belong to the embedded reference server; the language only carries them.
+        from harness.targets.embedded import PLANTED_FAULTS
+
+        fault = self.scenario.plant_fault
+        if fault is not None and fault not in PLANTED_FAULTS:
+            self.issues.append(
+                Issue(
+                    ("plant_fault",),
+                    f"the embedded reference server has no planted fault `{fault}` "
+                    f"(it has {', '.join(PLANTED_FAULTS)})",
+                    closest(fault, PLANTED_FAULTS),
+                )
+            )
+
+    def _requirements(self) -> None:
+        from harness.plan import known_requirements
+
+        known = sorted(known_requirements())
+        for index, name in enumerate(self.scenario.requires):
+            if name not in known:
+                self.issues.append(
+                    Issue(
+                        ("requires", index),
+                        f"no capability `{name}` (capabilities: {', '.join(known)})",
+                        closest(name, known),
+                    )
+                )
 
     def _steps(self, steps: tuple[Step, ...], path: FieldPath, *, in_parallel: bool) -> None:
         for index, step in enumerate(steps):

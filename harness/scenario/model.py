@@ -448,7 +448,7 @@ class Parallel(_Step, tag="parallel", frozen=True, kw_only=True):
     """Run ``steps`` for ``clients`` extra clients at once, users named from ``user_prefix``."""
 
     clients: Annotated[int, msgspec.Meta(ge=1, le=5000)]
-    user_prefix: NonEmptyStr = "p"
+    user_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]+$")] = "p"
     steps: Annotated[tuple[Step, ...], msgspec.Meta(min_length=1)]
 
 
@@ -543,27 +543,12 @@ class Scenario(_Model, frozen=True, kw_only=True):
     )
     steps: Annotated[tuple[Step, ...], msgspec.Meta(min_length=1)]
     requires: tuple[NonEmptyStr, ...] = ()
-    plant_fault: (
-        Literal[
-            "skip_replay", "duplicate_replay", "never_expire", "ignore_ip_policy", "reusable_token"
-        ]
-        | None
-    ) = None
+    plant_fault: NonEmptyStr | None = None
     """Start the embedded reference server with this protocol rule broken on purpose, to prove
-    the scenario's checks catch it. A target that is not the embedded one SKIPS the scenario."""
+    the scenario's checks catch it (the names are the embedded target's,
+    ``harness.targets.embedded.PLANTED_FAULTS``). Any other target SKIPS the scenario."""
     server_args: tuple[str, ...] = ()
     """Extra options for the embedded reference server (e.g. ``--ip-policy deny``)."""
-
-    def needed_capabilities(self) -> frozenset[str]:
-        """``requires`` plus what the scenario itself implies: ``virtual_clock``, ``restart``."""
-        needed = set(self.requires)
-        if self.clock == "virtual":
-            needed.add("virtual_clock")
-        if any(isinstance(s, Drop) and s.how == "server_restart" for s in iter_steps(self.steps)):
-            needed.add("restart")
-        if self.plant_fault or self.server_args:
-            needed.add("embedded")
-        return frozenset(needed)
 
 
 def iter_steps(steps: tuple[Step, ...]) -> list[Step]:

@@ -13,8 +13,7 @@ import pytest
 from harness.checkers import Verdict
 from harness.faults.toxiproxy_server import ToxiproxyServer
 from harness.pytest_plugin import ClientFactory, ProxiedURL, describe_failure, looks_like_scenario
-from harness.runner import StepResult
-from harness.suite import ScenarioResult
+from harness.results import ScenarioResult, StepResult
 from reference_server.app import ReferenceServer
 from reference_server.clock import VirtualClock
 from reference_server.protocol import Attached
@@ -135,7 +134,7 @@ def test_failures_name_the_step_expected_seen_and_evidence(tmp_path: Path) -> No
     assert "step 5 (resume) failed: expected resume degraded; saw full" in out
     assert "  expected: resume degraded\n  seen:     full\n" in out
     assert "step 8 (expect) failed: expected delivery to hold" in out
-    assert "  evidence: duplicated=[5]\n" in out
+    assert "duplicated=[5]\n" in out
     assert "broken.yaml:4:5: steps[1]: unknown step kind `dorp` (did you mean 'drop'?)" in out
 
 
@@ -147,7 +146,7 @@ def test_a_scenario_the_target_cannot_run_is_a_skipped_item(tmp_path: Path) -> N
     result = run_pytest(str(folder), "-q", "-rs", "--ws-target", "ws://127.0.0.1:9/ws")
     assert 0 == result.returncode, result.stdout + result.stderr
     assert "1 skipped" in result.stdout
-    assert "needs the embedded reference server (plant_fault or server_args)" in result.stdout
+    assert "scenario needs target capability 'embedded'" in result.stdout
 
 
 @pytest.mark.slow
@@ -182,7 +181,7 @@ def test_collection_rule(tmp_path: Path, args: tuple[str, ...], expected: list[s
 @pytest.mark.slow
 def test_importing_the_plugin_is_cheap() -> None:
     """Importing the plugin loads neither the harness's engine nor its network libraries."""
-    heavy = ["harness.suite", "harness.scenario", "reference_server.app", "msgspec", "yaml"]
+    heavy = ["harness.engine", "harness.scenario", "reference_server.app", "msgspec", "yaml"]
     heavy += ["httpx", "websockets"]
     code = (
         "import sys, harness.pytest_plugin; "
@@ -262,17 +261,28 @@ async def test_toxiproxy_proxy_carries_a_session_through_a_fault(
 def test_failure_text_starts_with_the_step_and_carries_the_evidence() -> None:
     """The failure text opens with the failed step, then expected, seen, evidence and checks."""
     step = StepResult(
-        "4",
-        "expect",
-        "failed",
+        path="4",
+        kind="expect",
+        status="failed",
         message="expected delivery to hold; saw position 5 was delivered twice",
         expected="delivery to hold",
         seen="position 5 was delivered twice",
         evidence={"duplicated": [5]},
-        verdicts=[Verdict("delivery", False, "position 5 was delivered twice", {"lost": []})],
+        verdicts=[
+            Verdict(
+                check="delivery",
+                passed=False,
+                message="position 5 was delivered twice",
+                evidence={"lost": []},
+            )
+        ],
     )
     result = ScenarioResult(
-        "doubled", "s.yaml", "failed", "virtual", steps=[StepResult("1", "connect", "passed"), step]
+        name="doubled",
+        file="s.yaml",
+        status="failed",
+        clock="virtual",
+        steps=[StepResult(path="1", kind="connect", status="passed"), step],
     )
     lines = describe_failure(result).splitlines()
     assert [
@@ -288,7 +298,7 @@ def test_failure_text_starts_with_the_step_and_carries_the_evidence() -> None:
 
 def test_failure_text_of_an_error_names_the_error() -> None:
     """A scenario that errored without a failed step says what the error was."""
-    result = ScenarioResult("slow", "s.yaml", "error", None, error="timed out after 2 s")
+    result = ScenarioResult(name="slow", file="s.yaml", status="error", error="timed out after 2 s")
     assert "error: timed out after 2 s" == describe_failure(result).splitlines()[0]
 
 

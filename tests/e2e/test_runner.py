@@ -16,9 +16,19 @@ from pathlib import Path
 import pytest
 
 from harness import cli, exit_codes
-from harness.runner import StepResult
-from harness.scenario import load
-from harness.suite import ScenarioResult, SuiteOptions, run_suite
+from harness.engine import Engine, RunOptions
+from harness.history import (
+    AwaitReply,
+    Delivered,
+    Disconnect,
+    FaultAction,
+    Resume,
+    RouteChanged,
+    SendMessage,
+    durations,
+)
+from harness.results import RunResult, ScenarioResult, StepResult
+from harness.scenario import Scenario, load
 
 pytestmark = [pytest.mark.slow, pytest.mark.toxiproxy]
 
@@ -374,8 +384,13 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ScenarioResul
     loaded = [
         (path, load(path)) for path in (write_scenario(folder, *kv) for kv in SCENARIOS.items())
     ]
-    suite = asyncio.run(run_suite(loaded, SuiteOptions(jobs=4)))
-    return {result.name: result for result in suite.results}
+    return {result.name: result for result in asyncio.run(run_all(loaded, jobs=4)).scenarios}
+
+
+async def run_all(loaded: list[tuple[Path, Scenario]], jobs: int) -> RunResult:
+    """Run the scenarios through the engine, ``jobs`` at a time."""
+    async with Engine(RunOptions(jobs=jobs)) as engine:
+        return await engine.run(loaded)
 
 
 def passed(result: ScenarioResult) -> ScenarioResult:
@@ -391,10 +406,15 @@ def step(result: ScenarioResult, path: str) -> StepResult:
     return next(s for s in result.steps if s.path == path)
 
 
-def events(result: ScenarioResult, kind: str) -> list[dict[str, object]]:
-    """The data of every history operation of ``kind``."""
-    assert result.history is not None
-    return [op.data for op in result.history.ops if op.kind == kind]
+def toxics(result: ScenarioResult) -> list[FaultAction]:
+    """Every toxic the scenario added, as the history recorded it."""
+    return [
+        op.body
+        for op in result.history
+        if op.phase == "invoke"
+        and isinstance(op.body, FaultAction)
+        and op.body.action == "add_toxic"
+    ]
 
 
 # --- drops -----------------------------------------------------------------------------------
@@ -406,7 +426,8 @@ def test_drop_of_the_client_connection_resumes_in_full(
 ) -> None:
     """A clean close or a TCP reset by the client resumes in full with history and context."""
     result = passed(results[f"drop-{how}"])
-    assert [{"how": how}] == [{"how": e["how"]} for e in events(result, "disconnect")]
+    disconnects = [op.body.how for op in result.history if isinstance(op.body, Disconnect)]
+    assert [how] == disconnects
     assert step(result, "6").message.startswith("full after a 5.")
 
 
@@ -423,17 +444,18 @@ def test_drop_mid_reply_replays_the_rest(results: dict[str, ScenarioResult]) -> 
     """A reset while a reply streams cuts it: part arrives before the drop, the resume replays
     the rest (the server counts replayed messages), and every position arrives once, in order."""
     result = passed(results["drop-mid-reply"])
-    assert result.history is not None
     before: list[int] = []
     after: list[int] = []
     phase: list[int] | None = None
-    for op in result.history.ops:
-        if op.kind == "send" and op.phase == "invoke" and op.data["text"].startswith("what do"):
+    for op in result.history:
+        body = op.body
+        if isinstance(body, SendMessage) and body.text.startswith("what do"):
             phase = before
-        elif op.kind == "disconnect" and phase is before:
+        elif isinstance(body, Disconnect) and phase is before:
             phase = after
-        elif op.kind == "deliver" and phase is not None:
-            phase.append(int(op.data["position"]))
+        elif isinstance(body, Delivered) and phase is not None:
+            assert isinstance(body.position, int)
+            phase.append(body.position)
     assert before, "nothing of the reply arrived before the drop"
     assert before[-1] + 1 == after[0]
     assert step(result, "7").message.startswith("ws_replayed_messages_total = ")
@@ -446,8 +468,12 @@ def test_proxy_down_for_a_duration_gives_a_gap_of_that_duration(
     result = passed(results["proxy-down-for-15s"])
     assert "proxy_down for 15 s" == step(result, "3").message
     assert step(result, "4").message.startswith("full after a 15.")
-    kinds = [op.kind for op in result.history.ops if op.client == "fault"]  # type: ignore[union-attr]
-    assert ["proxy_created", "proxy_down", "proxy_up"] == kinds[:3]
+    actions = [
+        op.body.action
+        for op in result.history
+        if op.phase == "invoke" and isinstance(op.body, FaultAction)
+    ]
+    assert ["create", "down", "up"] == actions[:3]
 
 
 def test_proxy_down_lasts_until_heal(results: dict[str, ScenarioResult]) -> None:
@@ -477,15 +503,14 @@ def test_server_restart_keeps_the_virtual_time(results: dict[str, ScenarioResult
 def test_latency_with_jitter_slows_every_chat(results: dict[str, ScenarioResult]) -> None:
     """With 300 ms ± 50 ms of latency each chat takes more than 0.2 s, and all arrive."""
     result = passed(results["latency"])
-    added = events(result, "toxic_added")
-    assert [{"latency": 300, "jitter": 50}] == [e["attributes"] for e in added]
-    assert min(result.history.durations("chat")) > 0.25  # type: ignore[union-attr]
+    assert [{"latency": 300, "jitter": 50}] == [t.attributes for t in toxics(result)]
+    assert min(durations(result.history, AwaitReply)) > 0.25
 
 
 def test_bandwidth_limit_slows_a_large_answer(results: dict[str, ScenarioResult]) -> None:
     """At 1 KB/s the history fetched under the limit takes over 0.2 s; chat still works."""
     result = passed(results["bandwidth"])
-    assert [{"rate": 1}] == [e["attributes"] for e in events(result, "toxic_added")]
+    assert [{"rate": 1}] == [t.attributes for t in toxics(result)]
 
 
 def test_slow_close_delays_the_close(results: dict[str, ScenarioResult]) -> None:
@@ -514,7 +539,7 @@ def test_slicer_still_delivers_everything(results: dict[str, ScenarioResult]) ->
     """Frames cut into small packets both ways still arrive whole, each once, in order."""
     result = passed(results["slicer"])
     assert [("slicer", "downstream"), ("slicer", "upstream")] == [
-        (e["type"], e["stream"]) for e in events(result, "toxic_added")
+        (t.toxic_type, t.stream) for t in toxics(result)
     ]
 
 
@@ -539,7 +564,8 @@ def test_change_ip_through_the_proxy_gives_a_notice(results: dict[str, ScenarioR
 def test_change_ip_by_source_address_gives_a_notice(results: dict[str, ScenarioResult]) -> None:
     """A direct client that reconnects from 127.0.0.7 gets a security notice and its session."""
     result = passed(results["change-ip-source"])
-    assert [{"source": "127.0.0.7", "forwarded_for": None}] == events(result, "change_ip")
+    routes = [op.body for op in result.history if isinstance(op.body, RouteChanged)]
+    assert [RouteChanged(source="127.0.0.7", forwarded_for=None)] == routes
 
 
 # --- clocks, parallel, repeat, send, metrics -------------------------------------------------
@@ -558,14 +584,14 @@ def test_parallel_clients_each_resume(results: dict[str, ScenarioResult]) -> Non
     resumes = [s for s in result.steps if s.kind == "resume"]
     expected = {f"2.crowd{i}.4" for i in range(1, 21)}
     assert (expected, {"passed"}) == ({s.path for s in resumes}, {s.status for s in resumes})
-    assert 20 == len(result.history.durations("resume"))  # type: ignore[union-attr]
+    assert 20 == len(durations(result.history, Resume))
 
 
 def test_repeat_runs_its_steps_each_time(results: dict[str, ScenarioResult]) -> None:
     """Five cycles of chat, close and resume all resume in full and keep every message."""
     result = passed(results["repeat"])
     assert ["2.5.4"] == [s.path for s in result.steps if s.path.startswith("2.5.4")]
-    assert 5 == len(result.history.durations("resume"))  # type: ignore[union-attr]
+    assert 5 == len(durations(result.history, Resume))
 
 
 def test_send_bad_frames_gets_errors_and_closes(results: dict[str, ScenarioResult]) -> None:

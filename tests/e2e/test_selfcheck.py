@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,15 @@ from harness.selfcheck import selfcheck
 @pytest.mark.slow
 @pytest.mark.toxiproxy
 @pytest.mark.asyncio
-async def test_selfcheck_passes_and_writes_its_report(tmp_path: Path) -> None:
-    """`harness selfcheck` passes every check against the reference server and writes a report."""
+async def test_selfcheck_passes_through_the_engine_and_writes_its_reports(tmp_path: Path) -> None:
+    """`harness selfcheck` runs its built-in scenario through the engine, passes every check
+    against the reference server, and writes the same reports as `harness run`."""
     code = await selfcheck(tmp_path)
-    report = (tmp_path / "latest" / "selfcheck.md").read_text()
+    report = (tmp_path / "latest" / "report.md").read_text()
     assert exit_codes.OK == code, report
-    assert "**Result:** PASSED (5/5 checks)" in report
-    assert "server killed and restarted: resume full | pass" in report
+    assert "**Result:** ✅ ALL PASSED" in report
+    record = json.loads((tmp_path / "latest" / "results.json").read_text())
+    (scenario,) = record["scenarios"]
+    kinds = [s["kind"] for s in scenario["steps"]]
+    assert {"drop", "resume", "expect", "wait"} <= set(kinds)
+    assert 740.0 == scenario["virtual_seconds"]

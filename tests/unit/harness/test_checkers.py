@@ -9,21 +9,57 @@ from typing import Any
 import pytest
 
 from harness import checkers
-from harness.driver.base import Anomalies, Delivery, Outcome, Terms, Turn
+from harness.checkers import ClientView
+from harness.driver.base import PositionModel
+from harness.history import (
+    Connect,
+    Delivered,
+    History,
+    Outcome,
+    Position,
+    Resume,
+    Terms,
+    Turn,
+    Violation,
+)
 from harness.scenario import parse_threshold
 
+DENSE = PositionModel(order="dense", continues_across_sessions=False)
 
-def delivered(*positions: int) -> list[Delivery]:
-    """Deliveries at these stream positions, in the order given."""
-    return [Delivery(position=p, kind="reply", reply_to="m", text=f"part {p}") for p in positions]
+
+def view(
+    *positions: Position,
+    after: int | None = 0,
+    missed: Sequence[tuple[int, int]] = (),
+    violations: Sequence[str] = (),
+    stream: str = "s1",
+) -> ClientView:
+    """Client ``c``'s view of a history: a new session on ``stream`` (continuing after
+    ``after``), a resume declaring each ``missed`` range, and deliveries at ``positions``."""
+    history = History()
+    op = history.invoke("c", Connect())
+    history.complete(op, "ok", Outcome(kind="new", session="S", stream=stream, after=after))
+    for first, last in missed:
+        op = history.invoke("c", Resume())
+        outcome = Outcome(
+            kind="full", session="S", stream=stream, after=after, missed=(first, last)
+        )
+        history.complete(op, "ok", outcome)
+    for p in positions:
+        history.event("c", Delivered(stream=stream, position=p, kind="reply", reply_to="m"))
+    for message in violations:
+        history.event("c", Violation(message=message))
+    return checkers.client_view(history.ops, "c")
 
 
 def turns_for(sent: Sequence[tuple[str, str]]) -> list[Turn]:
     """The history a correct server stores for ``sent``: each message, then its reply."""
     out: list[Turn] = []
     for message_id, text in sent:
-        out.append(Turn(len(out), "user", message_id, text))
-        out.append(Turn(len(out), "assistant", message_id, f"answer to {text}"))
+        out.append(Turn(index=len(out), role="user", message_id=message_id, text=text))
+        out.append(
+            Turn(index=len(out), role="assistant", message_id=message_id, text=f"answer to {text}")
+        )
     return out
 
 
@@ -35,96 +71,119 @@ SENT = [("m1", "first"), ("m2", "second"), ("m3", "third")]
 
 def test_delivery_passes_every_position_once_in_order() -> None:
     """Positions 1..5 each delivered once, in order, pass with a count in the message."""
-    verdict = checkers.delivery(delivered(1, 2, 3, 4, 5), Anomalies())
+    verdict = checkers.delivery(view(1, 2, 3, 4, 5), DENSE)
     assert (True, "5 messages, each once, in order") == (verdict.passed, verdict.message)
     assert "delivery" == verdict.check
 
 
-def test_delivery_fails_on_a_duplicate_the_client_reported() -> None:
-    """A duplicate the protocol client detected (and dropped) fails, naming its position."""
-    verdict = checkers.delivery(delivered(1, 2, 3), Anomalies(duplicates=[2]))
-    assert False is verdict.passed
-    assert "position 2 was delivered twice (1 duplicated in all)" == verdict.message
-    assert {"duplicated": [2]} == verdict.evidence
-
-
 def test_delivery_fails_on_a_repeated_position() -> None:
-    """A position that appears twice among the deliveries fails, naming the first doubled one."""
-    verdict = checkers.delivery(delivered(1, 2, 3, 3, 4, 4), Anomalies(duplicates=[9]))
+    """A position that arrived twice fails as a duplicate, naming the first doubled one."""
+    verdict = checkers.delivery(view(1, 2, 3, 3, 4, 4), DENSE)
     assert False is verdict.passed
-    assert "position 3 was delivered twice (3 duplicated in all)" == verdict.message
-    assert {"duplicated": [3, 4, 9]} == verdict.evidence
+    assert "position 3 was delivered twice (2 duplicated in all)" == verdict.message
+    assert {"stream": "s1", "duplicated": [3, 4]} == verdict.evidence
 
 
 def test_delivery_ignores_duplicates_when_not_asked() -> None:
     """With ``no_duplicates`` off, a repeated position in order is not a failure."""
-    verdict = checkers.delivery(delivered(1, 2, 2, 3), Anomalies(), no_duplicates=False)
+    verdict = checkers.delivery(view(1, 2, 2, 3), DENSE, no_duplicates=False)
     assert True is verdict.passed
 
 
-def test_delivery_fails_on_reordering() -> None:
-    """A position that arrives after a later one fails, with the positions around it."""
-    verdict = checkers.delivery(delivered(1, 2, 4, 3, 5), Anomalies())
+def test_delivery_reports_reordering_as_reordering() -> None:
+    """Two positions swapped fail as a reordering at the first one involved, not as a duplicate."""
+    verdict = checkers.delivery(view(1, 2, 4, 3, 5), DENSE)
     assert False is verdict.passed
-    assert "position 3 arrived after 4" == verdict.message
-    assert {"around": [1, 2, 4, 3, 5]} == verdict.evidence
+    assert "position 3 arrived after 4 (reordered)" == verdict.message
+    assert {"stream": "s1", "around": [1, 2, 4, 3, 5]} == verdict.evidence
 
 
 def test_delivery_ignores_order_when_not_asked() -> None:
     """With ``order`` off, a reordered but complete stream passes."""
-    verdict = checkers.delivery(delivered(2, 1, 3), Anomalies(), order=False)
+    verdict = checkers.delivery(view(2, 1, 3), DENSE, order=False)
     assert True is verdict.passed
 
 
 def test_delivery_fails_on_a_lost_position() -> None:
     """A position below the highest seen that never arrived fails, named as lost."""
-    verdict = checkers.delivery(delivered(1, 2, 4, 5), Anomalies())
+    verdict = checkers.delivery(view(1, 2, 4, 5), DENSE)
     assert False is verdict.passed
-    assert "position 3 never arrived and the server did not declare it lost" == verdict.message
-    assert {"lost": [3], "undeclared_gaps": []} == verdict.evidence
+    expected = "position 3 never arrived and the server did not declare it lost"
+    assert expected == verdict.message
+    assert {"stream": "s1", "lost": [3], "lost_count": 1} == verdict.evidence
+
+
+def test_delivery_fails_on_a_loss_at_the_start_of_the_stream() -> None:
+    """The stream starts after the outcome's ``after``: a first position further on is a loss."""
+    verdict = checkers.delivery(view(3, 4), DENSE)
+    assert (False, [1, 2]) == (verdict.passed, verdict.evidence["lost"])
+
+
+def test_delivery_starts_where_a_taken_over_session_continued() -> None:
+    """A client that took a session over after position 5 owes nothing before 6."""
+    assert True is checkers.delivery(view(6, 7, after=5), DENSE).passed
 
 
 def test_delivery_ignores_loss_when_not_asked() -> None:
     """With ``no_loss`` off, a hole in the stream is not a failure."""
-    verdict = checkers.delivery(delivered(1, 3), Anomalies(), no_loss=False)
+    verdict = checkers.delivery(view(1, 3), DENSE, no_loss=False)
     assert True is verdict.passed
-
-
-def test_delivery_fails_on_an_undeclared_gap() -> None:
-    """A gap the client reported (the server skipped numbers without saying so) fails."""
-    verdict = checkers.delivery(delivered(1, 2, 3), Anomalies(gaps=[(4, 6)]))
-    assert False is verdict.passed
-    assert "position 4 never arrived and the server did not declare it lost" == verdict.message
-    assert {"lost": [], "undeclared_gaps": [(4, 6)]} == verdict.evidence
 
 
 def test_delivery_accepts_ranges_the_server_declared_missed() -> None:
     """Positions inside a range the server declared lost on resume are not losses."""
-    verdict = checkers.delivery(delivered(1, 2, 5, 6, 9), Anomalies(), [(3, 4), (7, 8)])
+    verdict = checkers.delivery(view(1, 2, 5, 6, 9, missed=[(3, 4), (7, 8)]), DENSE)
     assert True is verdict.passed
     assert "5 messages, each once, in order, 4 declared lost by the server" == verdict.message
 
 
 def test_delivery_declared_range_does_not_cover_other_losses() -> None:
     """A declared range excuses only its own positions: another hole still fails."""
-    verdict = checkers.delivery(delivered(1, 2, 5, 7), Anomalies(), [(3, 4)])
+    verdict = checkers.delivery(view(1, 2, 5, 7, missed=[(3, 4)]), DENSE)
     assert False is verdict.passed
     assert [6] == verdict.evidence["lost"]
 
 
-def test_delivery_fails_on_a_protocol_error() -> None:
-    """A protocol violation the client saw fails the check even when positions look right."""
+def test_delivery_fails_on_a_protocol_violation() -> None:
+    """A protocol violation the driver saw fails the check even when positions look right."""
     errors = ["sequence_gap: expected 3, got 5"]
-    verdict = checkers.delivery(delivered(1, 2), Anomalies(protocol_errors=errors))
+    verdict = checkers.delivery(view(1, 2, violations=errors), DENSE)
     assert False is verdict.passed
     assert "the server broke the protocol: sequence_gap: expected 3, got 5" == verdict.message
-    assert {"errors": errors} == verdict.evidence
+    assert {"violations": errors} == verdict.evidence
 
 
 def test_delivery_of_nothing_passes() -> None:
     """A client that was sent nothing has nothing lost, doubled or reordered."""
-    verdict = checkers.delivery([], Anomalies())
+    verdict = checkers.delivery(view(), DENSE)
     assert (True, "0 messages, each once, in order") == (verdict.passed, verdict.message)
+
+
+def test_delivery_with_increasing_positions_allows_holes() -> None:
+    """A driver whose positions only increase (they may skip) is not judged for holes."""
+    increasing = PositionModel(order="increasing", continues_across_sessions=True)
+    assert True is checkers.delivery(view(10, 12, 20), increasing).passed
+    assert False is checkers.delivery(view(10, 20, 12), increasing).passed
+
+
+def test_delivery_with_opaque_positions_judges_only_duplicates() -> None:
+    """Opaque positions have no order: a repeated one fails, any arrival order passes."""
+    opaque = PositionModel(order="opaque", continues_across_sessions=False)
+    assert True is checkers.delivery(view("b", "a", "c", after=None), opaque).passed
+    verdict = checkers.delivery(view("b", "a", "b", after=None), opaque)
+    assert (False, ["b"]) == (verdict.passed, verdict.evidence["duplicated"])
+
+
+def test_delivery_judges_each_stream_on_its_own() -> None:
+    """Positions of two streams (two sessions) do not make each other duplicates or losses."""
+    history = History()
+    for stream in ("s1", "s2"):
+        op = history.invoke("c", Connect())
+        history.complete(op, "ok", Outcome(kind="new", session=stream, stream=stream, after=0))
+        for p in (1, 2, 3):
+            history.event("c", Delivered(stream=stream, position=p, kind="reply"))
+    verdict = checkers.delivery(checkers.client_view(history.ops, "c"), DENSE)
+    assert (True, "6 messages, each once, in order") == (verdict.passed, verdict.message)
 
 
 # --- history ---------------------------------------------------------------------------------
@@ -163,7 +222,7 @@ def test_history_fails_on_changed_text() -> None:
 
 def test_history_fails_on_a_duplicated_message() -> None:
     """The same message id stored twice fails, with how many times."""
-    stored = [*turns_for(SENT), Turn(6, "user", "m2", "second")]
+    stored = [*turns_for(SENT), Turn(index=6, role="user", message_id="m2", text="second")]
     verdict = checkers.history(stored, SENT)
     assert False is verdict.passed
     assert "message m2 is stored 2 times" == verdict.message
@@ -171,7 +230,7 @@ def test_history_fails_on_a_duplicated_message() -> None:
 
 def test_history_allows_duplicates_when_not_asked() -> None:
     """With ``no_duplicates`` and ``order`` off, a doubled message is not a failure."""
-    stored = [*turns_for(SENT), Turn(6, "user", "m2", "second")]
+    stored = [*turns_for(SENT), Turn(index=6, role="user", message_id="m2", text="second")]
     verdict = checkers.history(stored, SENT, no_duplicates=False, order=False)
     assert True is verdict.passed
 
@@ -355,14 +414,14 @@ def test_outcome_consistent_with_the_windows(
     kind: str, gap: float, warnings: tuple[str, ...], passed: bool
 ) -> None:
     """Full within the full window, degraded within the resumable one, nothing beyond it."""
-    outcome = Outcome(kind=kind, gap_s=gap, warnings=warnings)  # type: ignore[arg-type]
-    verdict = checkers.outcome_consistent(outcome, TERMS)
+    outcome = Outcome(kind=kind, gap_s=gap, warnings=warnings, terms=TERMS)  # type: ignore[arg-type]
+    verdict = checkers.outcome_consistent(outcome)
     assert (passed, {"gap_s": gap, "outcome": kind}) == (verdict.passed, verdict.evidence)
 
 
 def test_outcome_consistent_names_what_the_windows_say() -> None:
     """The failure message gives the gap, the outcome, both windows and the expected outcome."""
-    verdict = checkers.outcome_consistent(Outcome(kind="full", gap_s=600.0), TERMS)
+    verdict = checkers.outcome_consistent(Outcome(kind="full", gap_s=600.0, terms=TERMS))
     assert "gap 600.0 s gave full; windows 30 s / 300 s say expired" == verdict.message
 
 
@@ -379,7 +438,8 @@ def test_outcome_consistent_passes_when_there_is_nothing_to_compare(
     outcome: Outcome, terms: Terms | None
 ) -> None:
     """A rejection, unknown windows or an unknown gap cannot contradict anything."""
-    assert True is checkers.outcome_consistent(outcome, terms).passed
+    with_terms = Outcome(kind=outcome.kind, reason=outcome.reason, gap_s=outcome.gap_s, terms=terms)
+    assert True is checkers.outcome_consistent(with_terms).passed
 
 
 # --- latency ---------------------------------------------------------------------------------
@@ -458,14 +518,25 @@ process_resident_memory_bytes 5.24288e+07
         ("ws_missing", None),
     ],
 )
-def test_metric_value_reads_a_sample(name: str, value: float | None) -> None:
+def test_metric_samples_read_a_sample(name: str, value: float | None) -> None:
     """A sample is found by its exact name, not by a name it merely starts with."""
-    assert value == checkers.metric_value(PROMETHEUS, name)
+    assert value == checkers.metric_samples(PROMETHEUS).get(name)
 
 
-def test_metric_value_of_a_malformed_sample_is_none() -> None:
-    """A sample whose value is not a number gives None rather than a made-up value."""
-    assert None is checkers.metric_value("ws_connections many\n", "ws_connections")
+def test_metric_samples_skip_a_malformed_sample() -> None:
+    """A sample whose value is not a number is left out rather than given a made-up value."""
+    assert {} == checkers.metric_samples("ws_connections many\n")
+
+
+def test_metric_value_against_its_threshold() -> None:
+    """A metric's value passes or fails its threshold; a missing metric or no metrics fail."""
+    samples = checkers.metric_samples(PROMETHEUS)
+    assert True is checkers.metric_value(samples, "ws_connections", parse_threshold("< 5")).passed
+    assert False is checkers.metric_value(samples, "ws_connections", parse_threshold("< 2")).passed
+    missing = checkers.metric_value(samples, "ws_missing", parse_threshold("< 2"))
+    assert (False, "metric ws_missing not found") == (missing.passed, missing.message)
+    none = checkers.metric_value(None, "ws_connections", parse_threshold("< 2"))
+    assert (False, "the target answered no metrics") == (none.passed, none.message)
 
 
 @pytest.mark.parametrize(
@@ -482,12 +553,14 @@ def test_metric_growth_against_its_threshold(
     first: float, last: float, threshold: str, passed: bool, growth: float
 ) -> None:
     """Relative growth from the first to the last value is compared with the threshold."""
-    verdict = checkers.metric_growth("rss", first, last, parse_threshold(threshold))
+    verdict = checkers.metric_growth(
+        "rss", {"rss": first}, {"rss": last}, parse_threshold(threshold)
+    )
     assert (passed, pytest.approx(growth)) == (verdict.passed, verdict.evidence["growth"])
     assert {"first": first, "last": last} == {k: verdict.evidence[k] for k in ("first", "last")}
 
 
 def test_metric_growth_message_states_the_change() -> None:
     """The message gives the growth in percent, both values and the bound."""
-    verdict = checkers.metric_growth("rss", 100.0, 106.0, parse_threshold("< 5%"))
+    verdict = checkers.metric_growth("rss", {"rss": 100.0}, {"rss": 106.0}, parse_threshold("< 5%"))
     assert "rss grew 6.00% (100 to 106); needed < 5%" == verdict.message

@@ -15,26 +15,43 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from harness import exit_codes
+from harness import exit_codes, results
+from harness.checkers import Verdict
 from harness.cli import main
-from harness.report import junit, markdown, results, write_all
-from harness.report.results import (
-    OpRecord,
-    RunRecord,
-    ScenarioRecord,
-    StepRecord,
-    VerdictRecord,
+from harness.history import (
+    AdvanceClock,
+    AwaitReply,
+    Body,
+    Connect,
+    Delivered,
+    Disconnect,
+    Done,
+    Failure,
+    FaultAction,
+    FetchHistory,
+    HistoryPage,
+    Op,
+    Outcome,
+    Phase,
+    Replied,
+    Resume,
 )
+from harness.report import junit, markdown, write_all
+from harness.results import RunResult, ScenarioResult, StepResult
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
-def _op(id_: int, client: str, kind: str, phase: str, time: float, **data: object) -> OpRecord:
-    return OpRecord(id=id_, client=client, kind=kind, phase=phase, time=time, data=dict(data))
+def ops(*lines: tuple[int, str, Phase, float, Body]) -> list[Op]:
+    """A history from (op id, process, phase, time, body) lines, indexed in order."""
+    return [
+        Op(index=i, id=op_id, process=process, phase=phase, time=time, body=body)
+        for i, (op_id, process, phase, time, body) in enumerate(lines)
+    ]
 
 
-PASSING = ScenarioRecord(
+PASSING = ScenarioResult(
     name="history survives a reset",
     file="scenarios/golden/01_pass.yaml",
     status="passed",
@@ -42,27 +59,26 @@ PASSING = ScenarioRecord(
     seconds=0.512345,
     virtual_seconds=15.0,
     target="embedded reference server at ws://127.0.0.1:40001/ws (SQLite store, virtual clock)",
+    driver="reference",
     tags=["golden", "history"],
     steps=[
-        StepRecord(path="1", kind="connect", status="passed", message="new session", seconds=0.003),
-        StepRecord(
+        StepResult(path="1", kind="connect", status="passed", message="new session", seconds=0.003),
+        StepResult(
             path="2", kind="chat", status="passed", message="2 message(s) answered", seconds=0.05
         ),
-        StepRecord(path="3", kind="snapshot", status="passed", message="before: 4 turns"),
-        StepRecord(path="4", kind="fault", status="passed", message="latency on downstream"),
-        StepRecord(path="5", kind="drop", status="passed", message="reset", seconds=0.04),
-        StepRecord(path="6", kind="wait", status="passed", message="15 s of virtual time"),
-        StepRecord(path="7", kind="resume", status="passed", message="full after a 15.040 s gap"),
-        StepRecord(
+        StepResult(path="3", kind="snapshot", status="passed", message="before: 4 turns"),
+        StepResult(path="4", kind="fault", status="passed", message="latency on downstream"),
+        StepResult(path="5", kind="drop", status="passed", message="reset", seconds=0.04),
+        StepResult(path="6", kind="wait", status="passed", message="15 s of virtual time"),
+        StepResult(path="7", kind="resume", status="passed", message="full after a 15.040 s gap"),
+        StepResult(
             path="8",
             kind="expect",
             status="passed",
             message="9 messages, each once, in order; 96.0% of context kept",
             verdicts=[
-                VerdictRecord(
-                    check="delivery", passed=True, message="9 messages, each once, in order"
-                ),
-                VerdictRecord(
+                Verdict(check="delivery", passed=True, message="9 messages, each once, in order"),
+                Verdict(
                     check="context",
                     passed=True,
                     message="96.0% of context kept",
@@ -71,38 +87,51 @@ PASSING = ScenarioRecord(
             ],
         ),
     ],
-    durations={
-        "connect": [0.003],
-        "resume": [0.004, 0.006],
-        "chat": [0.02, 0.03],
-        "history": [0.001],
-        "context": [],
-    },
-    history=[
-        _op(1, "fault", "proxy_created", "info", 0.1, listen="127.0.0.1:40002"),
-        _op(2, "client", "connect", "ok", 0.15, outcome="new", warnings=[]),
-        _op(3, "fault", "toxic_added", "info", 0.2, toxic="latency-1", type="latency"),
-        _op(4, "client", "disconnect", "info", 0.3, how="reset"),
-        _op(5, "clock", "advance", "info", 0.31, seconds=15.0),
-        _op(6, "client", "resume", "ok", 0.35, outcome="full", gap_s=15.04),
-        _op(7, "fault", "healed", "info", 0.4),
-        _op(8, "fault", "proxy_deleted", "info", 0.5),
-    ],
+    history=ops(
+        (1, "fault", "invoke", 0.1, FaultAction(action="create", upstream="127.0.0.1:40001")),
+        (1, "fault", "ok", 0.1, Done()),
+        (2, "client", "invoke", 0.147, Connect()),
+        (2, "client", "ok", 0.15, Outcome(kind="new", session="S", stream="S#1", after=0)),
+        (3, "client", "invoke", 0.16, AwaitReply(message_id="m1", timeout=5.0)),
+        (4, "client", "event", 0.17, Delivered(stream="S#1", position=1, kind="reply")),
+        (3, "client", "ok", 0.18, Replied(parts=1)),
+        (5, "client", "invoke", 0.185, FetchHistory()),
+        (5, "client", "ok", 0.186, HistoryPage(turns=())),
+        (
+            6,
+            "fault",
+            "invoke",
+            0.2,
+            FaultAction(action="add_toxic", toxic="latency-1", toxic_type="latency"),
+        ),
+        (6, "fault", "ok", 0.2, Done()),
+        (7, "client", "invoke", 0.3, Disconnect(how="reset")),
+        (7, "client", "ok", 0.3, Done()),
+        (8, "clock", "invoke", 0.31, AdvanceClock(seconds=15.0)),
+        (8, "clock", "ok", 0.31, Done()),
+        (9, "client", "invoke", 0.346, Resume()),
+        (9, "client", "ok", 0.35, Outcome(kind="full", gap_s=15.04, session="S", stream="S#1")),
+        (10, "fault", "invoke", 0.4, FaultAction(action="heal")),
+        (10, "fault", "ok", 0.4, Done()),
+        (11, "fault", "invoke", 0.5, FaultAction(action="delete")),
+        (11, "fault", "ok", 0.5, Done()),
+    ),
 )
 
-FAILING = ScenarioRecord(
+FAILING = ScenarioResult(
     name="a doubled replay is caught",
     file="scenarios/golden/02_fail.yaml",
     status="failed",
     clock="virtual",
     seconds=1.25,
     target="embedded reference server at ws://127.0.0.1:40003/ws (SQLite store, virtual clock)",
+    driver="reference",
     tags=["golden"],
     steps=[
-        StepRecord(path="1", kind="connect", status="passed", message="new session"),
-        StepRecord(path="2", kind="drop", status="passed", message="close"),
-        StepRecord(path="3", kind="resume", status="passed", message="full after a 0.004 s gap"),
-        StepRecord(
+        StepResult(path="1", kind="connect", status="passed", message="new session"),
+        StepResult(path="2", kind="drop", status="passed", message="close"),
+        StepResult(path="3", kind="resume", status="passed", message="full after a 0.004 s gap"),
+        StepResult(
             path="4",
             kind="expect",
             status="failed",
@@ -112,8 +141,8 @@ FAILING = ScenarioRecord(
             evidence={"duplicated": [5]},
             seconds=0.0001,
             verdicts=[
-                VerdictRecord(check="history", passed=True, message="4 turns stored"),
-                VerdictRecord(
+                Verdict(check="history", passed=True, message="4 turns stored"),
+                Verdict(
                     check="delivery",
                     passed=False,
                     message="position 5 was delivered twice",
@@ -121,19 +150,22 @@ FAILING = ScenarioRecord(
                 ),
             ],
         ),
-        StepRecord(path="5", kind="chat", status="not_run"),
     ],
-    durations={"connect": [0.0025], "resume": [0.0031], "chat": [], "history": [], "context": []},
-    history=[
-        _op(1, "client", "connect", "ok", 0.16, outcome="new"),
-        _op(2, "client", "disconnect", "info", 0.2, how="close"),
-        _op(3, "client", "resume", "fail", 0.21, reason="session_expired"),
-        _op(4, "client", "resume", "ok", 0.25, outcome="full"),
-        _op(5, "client", "duplicate_delivery", "info", 0.26, position=5),
-    ],
+    history=ops(
+        (1, "client", "invoke", 0.1575, Connect()),
+        (1, "client", "ok", 0.16, Outcome(kind="new", session="S", stream="S#1", after=0)),
+        (2, "client", "invoke", 0.2, Disconnect(how="close")),
+        (2, "client", "ok", 0.2, Done()),
+        (3, "client", "invoke", 0.205, Resume()),
+        (3, "client", "fail", 0.21, Failure(error="resume: ConnectionRefusedError")),
+        (4, "client", "invoke", 0.2469, Resume(attempt=2)),
+        (4, "client", "ok", 0.25, Outcome(kind="full", session="S", stream="S#1", after=4)),
+        (5, "client", "event", 0.26, Delivered(stream="S#1", position=5, kind="reply")),
+        (6, "client", "event", 0.261, Delivered(stream="S#1", position=5, kind="reply")),
+    ),
 )
 
-SKIPPED = ScenarioRecord(
+SKIPPED = ScenarioResult(
     name="needs clock control",
     file="scenarios/golden/03_skip.yaml",
     status="skipped",
@@ -143,17 +175,17 @@ SKIPPED = ScenarioRecord(
     tags=["golden"],
 )
 
-ERRORED = ScenarioRecord(
+ERRORED = ScenarioResult(
     name="waits too long",
     file="scenarios/golden/04_error.yaml",
     status="error",
     clock="real",
     error="timed out after 2 s",
     seconds=2.003,
-    steps=[StepRecord(path="1", kind="wait", status="error", message="cancelled")],
+    steps=[StepResult(path="1", kind="wait", status="error", message="cancelled")],
 )
 
-RECORD = RunRecord(
+RECORD = RunResult(
     tool="harness golden",
     started="2026-01-02T03:04:05Z",
     seconds=3.789,
@@ -199,7 +231,7 @@ def test_results_json_matches_its_golden_file(tmp_path: Path) -> None:
 
 def test_rendering_is_deterministic() -> None:
     """The same record gives byte-identical reports, and so does its decoded copy."""
-    copy = msgspec.json.decode(msgspec.json.encode(RECORD), type=RunRecord)
+    copy = msgspec.json.decode(results.encode(RECORD), type=RunResult, dec_hook=results._dec_hook)
     assert (markdown.render(RECORD), junit.render(RECORD)) == (
         markdown.render(copy),
         junit.render(copy),
@@ -215,6 +247,7 @@ def test_markdown_report_has_its_sections_and_a_fault_timeline() -> None:
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert [
         "## Summary",
+        "## Skipped",
         "## Failures",
         "## Results per scenario",
         "## Performance",
@@ -223,8 +256,9 @@ def test_markdown_report_has_its_sections_and_a_fault_timeline() -> None:
     ] == headings
     assert "- **Evidence:** duplicated=[5], lost=[]" in text
     assert "    Note over Server: 0.31s clock +15s" in text
-    assert "    Note over Proxy: 0.20s toxic_added latency" in text
-    assert "proxy_created" not in text
+    assert "    Note over Proxy: 0.20s add_toxic latency" in text
+    assert "    Server-->>Client: 0.26s client position 5 again" in text
+    assert "Note over Proxy: 0.10s create" not in text
     assert "position 5 was delivered twice \\| once more" in text
 
 
@@ -269,11 +303,11 @@ def test_read_rejects_a_file_that_is_not_json(tmp_path: Path) -> None:
 
 def test_read_rejects_another_schema_version(tmp_path: Path) -> None:
     """A results file of another schema version is a ValueError naming both versions."""
-    data = json.loads(msgspec.json.encode(RECORD))
+    data = json.loads(results.encode(RECORD))
     data["schema_version"] = results.SCHEMA_VERSION + 1
     path = tmp_path / "results.json"
     path.write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"schema_version 2, expected 1"):
+    with pytest.raises(ValueError, match=r"schema_version 3, this harness reads 2"):
         results.read(path)
 
 
@@ -339,7 +373,9 @@ def test_report_command_merges_shards(tmp_path: Path, capsys: pytest.CaptureFixt
     results.write(b, tmp_path / "b.json")
     args = ["report", "--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json")]
     assert exit_codes.OK == main([*args, "--format", "json"])
-    merged = msgspec.json.decode(capsys.readouterr().out, type=RunRecord)
+    merged = msgspec.json.decode(
+        capsys.readouterr().out, type=RunResult, dec_hook=results._dec_hook
+    )
     assert results.merge([a, b]) == merged
 
 
@@ -375,3 +411,36 @@ def test_report_command_json_is_the_results_file(
     results.write(RECORD, tmp_path / "results.json")
     assert exit_codes.OK == main(["report", str(tmp_path / "results.json"), "--format", "json"])
     assert (tmp_path / "results.json").read_text(encoding="utf-8") == capsys.readouterr().out
+
+
+# --- a run that verified nothing ------------------------------------------------------------
+
+
+def test_a_run_of_skipped_scenarios_verified_nothing_in_every_writer() -> None:
+    """All skipped is not green: the verdict, report.md and junit.xml say nothing was verified."""
+    record = msgspec.structs.replace(RECORD, scenarios=[SKIPPED])
+    assert ("nothing_verified", False) == (record.verdict, record.passed)
+    text = markdown.render(record)
+    assert "**Result:** ⏭️ NOTHING VERIFIED (no scenario passed)" in text
+    assert "- **Nothing verified:** no scenario passed; 1 skipped" in text
+    assert "ALL PASSED" not in text
+    assert 'name="verdict" value="nothing_verified"' in junit.render(record)
+
+
+def test_a_run_of_no_scenario_verified_nothing() -> None:
+    """A run with no scenario at all verified nothing either."""
+    assert "nothing_verified" == msgspec.structs.replace(RECORD, scenarios=[]).verdict
+
+
+def test_nothing_verified_has_its_own_exit_code_unless_allowed() -> None:
+    """Exit 4 for a run that verified nothing; 0 with --allow-skipped; 1 when one failed."""
+    from harness.commands import exit_code
+
+    skipped = msgspec.structs.replace(RECORD, scenarios=[SKIPPED])
+    allowed = msgspec.structs.replace(skipped, allow_skipped=True)
+    failed = msgspec.structs.replace(RECORD, scenarios=[PASSING, FAILING])
+    assert (exit_codes.NOTHING_VERIFIED, exit_codes.OK, exit_codes.SCENARIO_FAILED) == (
+        exit_code(skipped),
+        exit_code(allowed),
+        exit_code(failed),
+    )

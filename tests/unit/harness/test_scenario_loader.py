@@ -273,12 +273,28 @@ def test_recursive_alias_is_a_problem_not_a_crash() -> None:
     ] == problems("name: t\nsteps:\n  - repeat: &r {times: 1, steps: [repeat: *r]}\n")
 
 
-def test_needed_capabilities_add_what_the_scenario_implies() -> None:
-    """``clock: virtual`` implies ``virtual_clock`` and a server restart implies ``restart``."""
-    scenario = load_text(
-        "name: t\nclock: virtual\nrequires: [tls]\nsteps:\n  - drop: server_restart\n"
+def test_an_unknown_requirement_names_the_known_capabilities() -> None:
+    """``requires`` lists only capabilities the harness knows, with a suggestion for a typo."""
+    (problem,) = problems("name: t\nrequires: [restrat]\nsteps:\n  - connect:\n")
+    assert (2, 12, "requires[0]", "restart") == (
+        problem.line,
+        problem.column,
+        problem.field,
+        problem.suggestion,
     )
-    assert frozenset({"tls", "virtual_clock", "restart"}) == scenario.needed_capabilities()
+    assert problem.message.startswith("no capability `restrat` (capabilities: chat,")
+
+
+def test_an_unknown_planted_fault_names_the_embedded_servers_faults() -> None:
+    """``plant_fault`` must name a fault the embedded reference server can plant."""
+    (problem,) = problems("name: t\nplant_fault: skip_replays\nsteps:\n  - connect:\n")
+    assert (2, 1, "plant_fault", "skip_replay") == (
+        problem.line,
+        problem.column,
+        problem.field,
+        problem.suggestion,
+    )
+    assert problem.message.startswith("the embedded reference server has no planted fault")
 
 
 def test_models_built_in_python_check_their_rules_too() -> None:

@@ -1,0 +1,331 @@
+"""The run engine: the one way scenarios run, for the CLI, the pytest plugin and selfcheck.
+
+One Toxiproxy for the engine's life (started here, or the one ``TOXIPROXY_URL`` names); per
+scenario a plan (decided before any socket opens), a target (a fresh embedded reference
+server, or the external one), a proxy, the clients' drivers, and a history. Scenarios run
+concurrently up to ``jobs``, each bounded by its own timeout; ``fail_fast`` stops starting new
+ones after the first failure.
+
+Blame goes to the right party: a watchdog asks Toxiproxy for its version while scenarios run;
+when it stops answering, every running scenario ends at once as an infrastructure error (not
+the target's failure) and the ones not started end with that error without starting.
+
+Whatever happens (failure, timeout, Ctrl-C), every proxy, server process and temporary folder
+is removed before the engine's context exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+
+from harness.driver import registry
+from harness.driver.base import DriverFactory
+from harness.errors import HarnessInfrastructureError
+from harness.faults.layer import FaultLayer
+from harness.faults.toxiproxy_client import ToxiproxyClient
+from harness.faults.toxiproxy_server import ToxiproxyServer
+from harness.history import History
+from harness.plan import Plan, plan
+from harness.results import RunResult, ScenarioResult
+from harness.runner import ScenarioRun, Waits, timeout_factor
+from harness.scenario import model as m
+from harness.targets.base import Target, upstream
+from harness.targets.embedded import EmbeddedTarget
+from harness.targets.external import ExternalTarget, probe_metrics
+
+Progress = Callable[[str, str], None]
+
+
+@dataclass
+class RunOptions:
+    """How to run scenarios."""
+
+    target_url: str | None = None
+    token_env: str | None = None
+    admin_token_env: str | None = None
+    driver: str = "reference"
+    clock: Literal["virtual", "real", "auto"] | None = None
+    jobs: int = 1
+    fail_fast: bool = False
+    seed: int | None = None
+    """Seeds the clients' backoff jitter; recorded in the report (Toxiproxy ignores seeds)."""
+    allow_skipped: bool = False
+    """A run that verified nothing exits 0 (the reports still say it verified nothing)."""
+    watchdog_interval: float = 0.5
+
+
+class Engine:
+    """``async with Engine(options) as engine: result = await engine.run(scenarios)``."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.factory: DriverFactory = registry.load(options.driver)
+        self.waits = Waits().scaled(timeout_factor())
+        self._toxiproxy = ToxiproxyServer()
+        self._api: ToxiproxyClient | None = None
+        self._fault_layer_lost = asyncio.Event()
+        self._external_metrics: bool | None = None
+        self.environment: dict[str, str] = {}
+
+    async def __aenter__(self) -> Self:
+        await self._toxiproxy.start()
+        try:
+            self._api = ToxiproxyClient(self._toxiproxy.url)
+            self.environment = {
+                "toxiproxy": f"{self._toxiproxy.version} ({self._toxiproxy.url})",
+                "python": platform.python_version(),
+                "platform": f"{platform.system()} {platform.release()}, {os.cpu_count()} cores",
+                "target": self.options.target_url or "embedded reference server (one per scenario)",
+                "driver": self.factory.info.name,
+            }
+        except BaseException:
+            await self._toxiproxy.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._api is not None:
+                await self._api.aclose()
+        finally:
+            await self._toxiproxy.stop()
+
+    @property
+    def toxiproxy(self) -> ToxiproxyServer:
+        """The engine's running Toxiproxy server."""
+        return self._toxiproxy
+
+    @property
+    def api(self) -> ToxiproxyClient:
+        assert self._api is not None, "use the engine as an async context manager"
+        return self._api
+
+    # --- a whole run ---------------------------------------------------------------------
+
+    async def run(
+        self,
+        scenarios: Sequence[tuple[Path, m.Scenario]],
+        *,
+        suite: str = "",
+        shard: str | None = None,
+        progress: Progress | None = None,
+    ) -> RunResult:
+        """Run the scenarios, ``jobs`` at a time, under the fault-layer watchdog."""
+        started = dt.datetime.now(dt.UTC)
+        clock_start = time.perf_counter()
+        report = progress or (lambda name, status: None)
+        results: dict[int, ScenarioResult] = {}
+        gate = asyncio.Semaphore(max(1, self.options.jobs))
+        stop = asyncio.Event()
+
+        async def one(index: int, path: Path, scenario: m.Scenario) -> None:
+            async with gate:
+                if stop.is_set():
+                    results[index] = ScenarioResult(
+                        name=scenario.name,
+                        file=str(path),
+                        status="skipped",
+                        error="not run: --fail-fast stopped the run",
+                        tags=list(scenario.tags),
+                    )
+                    return
+                report(scenario.name, "running")
+                result = await self.run_scenario(path, scenario, progress=report)
+                results[index] = result
+                report(scenario.name, result.status)
+                if self.options.fail_fast and result.status in ("failed", "error"):
+                    stop.set()
+
+        async with asyncio.TaskGroup() as group:
+            watchdog = group.create_task(self._watch())
+            try:
+                async with asyncio.TaskGroup() as scenarios_group:
+                    for i, (p, s) in enumerate(scenarios):
+                        scenarios_group.create_task(one(i, p, s))
+            finally:
+                watchdog.cancel()
+        return RunResult(
+            started=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            seconds=round(time.perf_counter() - clock_start, 6),
+            suite=suite,
+            seed=self.options.seed,
+            shard=shard,
+            allow_skipped=self.options.allow_skipped,
+            environment=dict(self.environment),
+            scenarios=[results[i] for i in range(len(scenarios))],
+        )
+
+    async def _watch(self) -> None:
+        """Set the lost flag once Toxiproxy has missed two probes in a row."""
+        misses = 0
+        while True:
+            await asyncio.sleep(self.options.watchdog_interval)
+            try:
+                async with asyncio.timeout(self.waits.fault_probe):
+                    await self.api.version()
+                misses = 0
+            except (TimeoutError, HarnessInfrastructureError):
+                misses += 1
+                if misses >= 2:
+                    self._fault_layer_lost.set()
+                    return
+
+    # --- one scenario --------------------------------------------------------------------
+
+    async def plan_for(self, scenario: m.Scenario) -> Plan:
+        """What the scenario will take against this engine's target and driver."""
+        return plan(
+            scenario,
+            driver=self.factory.info.capabilities,
+            target=await self._target_capabilities(scenario),
+            clock=self.options.clock,
+        )
+
+    async def _target_capabilities(self, scenario: m.Scenario) -> frozenset[str]:
+        if self.options.target_url is None:
+            return EmbeddedTarget.capabilities_for(virtual_clock=True)
+        if self._external_metrics is None:
+            self._external_metrics = await probe_metrics(self.options.target_url)
+        return self._external(self.options.target_url).capabilities
+
+    def _external(self, url: str) -> ExternalTarget:
+        admin = os.environ.get(self.options.admin_token_env or "", "")
+        clock_control = getattr(self.factory, "clock_control", None)
+        clock = clock_control(url, admin) if admin and clock_control else None
+        return ExternalTarget(
+            url, self.options.token_env, clock=clock, has_metrics=bool(self._external_metrics)
+        )
+
+    def _target(self, scenario: m.Scenario, virtual_clock: bool) -> Target:
+        if self.options.target_url is not None:
+            return self._external(self.options.target_url)
+        return EmbeddedTarget(
+            virtual_clock=virtual_clock,
+            plant_fault=scenario.plant_fault,
+            server_args=scenario.server_args,
+        )
+
+    async def run_scenario(
+        self, path: Path, scenario: m.Scenario, *, progress: Progress | None = None
+    ) -> ScenarioResult:
+        """Plan, then run one scenario against a fresh embedded target (or the external one)."""
+        started = time.perf_counter()
+        result = ScenarioResult(
+            name=scenario.name,
+            file=str(path),
+            status="error",
+            tags=list(scenario.tags),
+            driver=self.factory.info.name,
+            positions=self.factory.info.positions.order,
+            scenario=scenario,
+        )
+        if self._fault_layer_lost.is_set():
+            return self._lost(result, started)
+        try:
+            decided = await self.plan_for(scenario)
+        except HarnessInfrastructureError as exc:
+            result.error, result.infrastructure = f"infrastructure: {exc}", True
+            return result
+        if not decided.runnable:
+            result.status, result.error = "skipped", decided.reason
+            return result
+        assert decided.clock is not None
+        history = History()
+        try:
+            target = self._target(scenario, virtual_clock=decided.clock == "virtual")
+        except HarnessInfrastructureError as exc:
+            result.error, result.infrastructure = f"infrastructure: {exc}", True
+            return result
+        faults = FaultLayer(self.api, history, scenario.name)
+        result.clock = decided.clock
+        try:
+            await target.start()
+            result.target = target.description
+            await faults.start(upstream(target.url))
+
+            def on_step(step_path: str, kind: str) -> None:
+                if progress is not None:
+                    progress(scenario.name, f"running step {step_path} ({kind})")
+
+            run = ScenarioRun(
+                scenario,
+                target=target,
+                faults=faults,
+                history=history,
+                driver=self.factory,
+                clock=decided.clock,
+                seed=self.options.seed,
+                waits=self.waits,
+                on_step=on_step,
+            )
+            outcome = await self._race(run, float(scenario.timeout))
+            result.steps = run.steps
+            result.virtual_seconds = run.virtual_seconds
+            if outcome == "lost":
+                self._lost(result, started)
+            elif outcome == "timeout":
+                result.status, result.error = "error", f"timed out after {scenario.timeout:g} s"
+            elif any(s.status in ("failed", "error") for s in run.steps):
+                result.status = "error" if any(s.status == "error" for s in run.steps) else "failed"
+            else:
+                result.status = "passed"
+        except HarnessInfrastructureError as exc:
+            result.status, result.error, result.infrastructure = (
+                "error",
+                f"infrastructure: {exc}",
+                True,
+            )
+        finally:
+            history.close_unfinished("the scenario ended before it completed")
+            result.history = history.ops
+            result.seconds = round(time.perf_counter() - started, 6)
+            with contextlib.suppress(HarnessInfrastructureError):
+                if not self._fault_layer_lost.is_set():
+                    await faults.close()
+            await target.stop()
+        return result
+
+    async def _race(self, run: ScenarioRun, timeout: float) -> Literal["done", "timeout", "lost"]:
+        """Run the scenario until it ends, its timeout passes, or the fault layer is lost."""
+        try:
+            async with asyncio.timeout(timeout):
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        running = group.create_task(run.run())
+
+                        async def cancel_when_lost() -> None:
+                            await self._fault_layer_lost.wait()
+                            running.cancel()
+
+                        watcher = group.create_task(cancel_when_lost())
+                        running.add_done_callback(lambda _: watcher.cancel())
+                except* HarnessInfrastructureError as errors:
+                    raise errors.exceptions[0] from None
+        except TimeoutError:
+            return "timeout"
+        return "lost" if running.cancelled() else "done"
+
+    def _lost(self, result: ScenarioResult, started: float) -> ScenarioResult:
+        result.status = "error"
+        result.infrastructure = True
+        result.error = (
+            "infrastructure: the fault layer (Toxiproxy) stopped answering; nothing after that "
+            "point is the target's failure"
+        )
+        result.seconds = round(time.perf_counter() - started, 6)
+        return result

@@ -1,0 +1,449 @@
+"""Judging a step: from the step's definition and the history up to its end, to verdicts.
+
+The runner acts (calls drivers, the target, the fault layer) and records; this module alone
+decides whether what was recorded is what the step expected. It reads nothing but the
+history, so ``harness check`` gives the same verdicts on a saved run, and a history edited by
+hand (a delivery removed or doubled) changes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness import checkers
+from harness.checkers import ClientView, Verdict
+from harness.driver.base import PositionModel
+from harness.history import (
+    OPERATION_KINDS,
+    AwaitReply,
+    ContextValue,
+    Failure,
+    FetchContext,
+    FetchHistory,
+    FetchMetrics,
+    HistoryPage,
+    MetricsValue,
+    Op,
+    Outcome,
+    RawAnswer,
+    Replied,
+    SendMessage,
+    SendRaw,
+    Sent,
+    SnapshotTaken,
+    durations,
+)
+from harness.scenario import model as m
+
+
+@dataclass(frozen=True)
+class StepSlice:
+    """A step and the history it is judged on."""
+
+    ops: Sequence[Op]
+    """The history from the scenario's start to the end of the step."""
+    first: int
+    """Where in ``ops`` the step began."""
+    client: str | None
+    positions: PositionModel
+
+    @property
+    def own(self) -> Sequence[Op]:
+        """The operations recorded while the step ran."""
+        return self.ops[self.first :]
+
+    def mine(self) -> list[Op]:
+        """The step's own operations of its client."""
+        return [op for op in self.own if op.process == self.client]
+
+    def view(self) -> ClientView:
+        assert self.client is not None
+        return checkers.client_view(self.ops, self.client)
+
+
+def judge(step: m.Step, s: StepSlice) -> list[Verdict]:
+    """The verdicts of one (leaf) step; an empty list when the step only acts and did so."""
+    match step:
+        case m.Connect() | m.ReconnectFresh():
+            return [_connect(s)]
+        case m.Chat():
+            return _chat(step, s)
+        case m.Send():
+            return _send(step, s)
+        case m.Resume():
+            return _resume(step, s)
+        case m.Expect():
+            return _expect(step, s)
+        case _:
+            return _acted(s)
+
+
+def _verdict(
+    check: str, passed: bool, message: str, expected: str = "", **evidence: object
+) -> Verdict:
+    return Verdict(
+        check=check, passed=passed, message=message, expected=expected, evidence=evidence
+    )
+
+
+def _failures(s: StepSlice) -> list[Op]:
+    return [op for op in s.own if op.phase == "fail" and isinstance(op.body, Failure)]
+
+
+def _acted(s: StepSlice) -> list[Verdict]:
+    """A step that only acts passes unless one of its operations failed."""
+    failed = _failures(s)
+    if not failed:
+        return []
+    body = failed[0].body
+    assert isinstance(body, Failure)
+    return [_verdict("action", False, body.error, expected="the step's action to succeed")]
+
+
+def _completion(s: StepSlice, op: Op) -> Op | None:
+    return next((o for o in s.own if o.id == op.id and o.phase != "invoke"), None)
+
+
+def _connect(s: StepSlice) -> Verdict:
+    assert s.client is not None
+    tries = checkers.attempts(s.own, s.client)
+    if not tries:
+        return _verdict("connect", False, "no connect was attempted", expected="a new session")
+    _, done = tries[-1]
+    if done is None:
+        return _verdict("connect", False, "the connect never completed", expected="a new session")
+    body = done.body
+    if isinstance(body, Failure):
+        return _verdict("connect", False, body.error, expected="a new session")
+    if isinstance(body, Outcome) and body.kind == "new":
+        return _verdict("connect", True, "new session")
+    seen = (
+        body.kind + (f" ({body.reason})" if body.reason else "")
+        if isinstance(body, Outcome)
+        else "?"
+    )
+    return _verdict("connect", False, seen, expected="a new session")
+
+
+def _chat(step: m.Chat, s: StepSlice) -> list[Verdict]:
+    mine = s.mine()
+    sends = [op for op in mine if op.phase == "invoke" and isinstance(op.body, SendMessage)]
+    sent: list[Sent] = []
+    for op in sends:
+        done = _completion(s, op)
+        if done is None or not isinstance(done.body, Sent):
+            error = done.body.error if done and isinstance(done.body, Failure) else "no answer"
+            return [_verdict("chat", False, f"the message could not be sent: {error}")]
+        sent.append(done.body)
+    if step.expect == "queued":
+        live = [b.message_id for b in sent if b.connected]
+        if live:
+            return [
+                _verdict(
+                    "chat",
+                    False,
+                    "the client was connected",
+                    expected="a disconnected client (messages to queue)",
+                )
+            ]
+        return [_verdict("chat", True, f"{len(sent)} message(s) queued while disconnected")]
+    view = s.view()
+    waits = [op for op in mine if op.phase == "invoke" and isinstance(op.body, AwaitReply)]
+    timeout = f"{float(step.timeout):g} s"
+    for op in waits:
+        assert isinstance(op.body, AwaitReply)
+        done = _completion(s, op)
+        parts, final = checkers.reply_parts(view, op.body.message_id)
+        complete = done is not None and isinstance(done.body, Replied) and final
+        if step.expect == "timeout":
+            if not complete:
+                why = done.body.error if done and isinstance(done.body, Failure) else "incomplete"
+                return [
+                    _verdict(
+                        "chat", True, f"no complete reply within {timeout}, as expected ({why})"
+                    )
+                ]
+            continue
+        if not complete:
+            why = (
+                done.body.error
+                if done and isinstance(done.body, Failure)
+                else (f"{parts} parts without a final one")
+            )
+            return [
+                _verdict(
+                    "chat",
+                    False,
+                    why,
+                    expected=f"a complete reply to {op.body.message_id} within {timeout}",
+                    parts=parts,
+                )
+            ]
+    if step.expect == "timeout":
+        return [
+            _verdict(
+                "chat",
+                False,
+                f"every reply was complete ({len(waits)})",
+                expected=f"no complete reply within {timeout}",
+            )
+        ]
+    if len(waits) != step.messages:
+        return [_verdict("chat", False, f"{len(waits)} of {step.messages} messages were sent")]
+    return [_verdict("chat", True, f"{step.messages} message(s) answered")]
+
+
+def _send(step: m.Send, s: StepSlice) -> list[Verdict]:
+    raw = [op for op in s.mine() if op.phase == "invoke" and isinstance(op.body, SendRaw)]
+    done = _completion(s, raw[-1]) if raw else None
+    if done is None or not isinstance(done.body, RawAnswer):
+        error = done.body.error if done and isinstance(done.body, Failure) else "nothing sent"
+        return [_verdict("send", False, error, expected="a frame sent")]
+    answer = done.body
+    seen = f"error {answer.error}, close {answer.close}"
+    wanted = []
+    if step.expect_error is not None:
+        wanted.append((f"error {step.expect_error}", answer.error == step.expect_error))
+    if step.expect_close is not None:
+        wanted.append((f"close code {step.expect_close}", answer.close == step.expect_close))
+    if not wanted:
+        return []
+    expected = " and ".join(w for w, _ in wanted)
+    return [_verdict("send", all(ok for _, ok in wanted), seen, expected=expected)]
+
+
+def _resume(step: m.Resume, s: StepSlice) -> list[Verdict]:
+    assert s.client is not None
+    tries = checkers.attempts(s.own, s.client)
+    outcomes = [d.body for _, d in tries if d is not None and isinstance(d.body, Outcome)]
+    failures = [d.body for _, d in tries if d is not None and isinstance(d.body, Failure)]
+    if step.expect == "unreachable":
+        if outcomes:
+            return [
+                _verdict(
+                    "resume",
+                    False,
+                    f"resume {outcomes[-1].kind}",
+                    expected="the target to be unreachable",
+                )
+            ]
+        why = failures[-1].error if failures else "no attempt"
+        return [_verdict("resume", True, f"unreachable, as expected: {why}")]
+    expected = f"resume {step.expect}" + (f" ({step.reason})" if step.reason else "")
+    if not tries or tries[-1][1] is None:
+        return [_verdict("resume", False, "the resume never completed", expected=expected)]
+    last = tries[-1][1]
+    assert last is not None
+    if isinstance(last.body, Failure):
+        return [_verdict("resume", False, last.body.error, expected=expected)]
+    outcome = last.body
+    assert isinstance(outcome, Outcome)
+    seen = outcome.kind + (f" ({outcome.reason})" if outcome.reason else "")
+    if outcome.warnings:
+        seen += f", warnings {', '.join(outcome.warnings)}"
+    if step.expect != "any" and outcome.kind != step.expect:
+        return [_verdict("resume", False, seen, expected=expected)]
+    if step.reason is not None and outcome.reason != step.reason:
+        return [_verdict("resume", False, seen, expected=f"rejection reason {step.reason}")]
+    if step.warnings is not None and sorted(step.warnings) != sorted(outcome.warnings):
+        return [_verdict("resume", False, seen, expected=f"warnings {list(step.warnings)}")]
+    consistent = checkers.outcome_consistent(outcome)
+    if not consistent.passed:
+        return [
+            Verdict(
+                check="windows",
+                passed=False,
+                message=consistent.message,
+                evidence=consistent.evidence,
+                expected="an outcome the advertised windows allow",
+            )
+        ]
+    if outcome.gap_s is not None:
+        seen += f" after a {outcome.gap_s:g} s gap"
+    compared = outcome.kind != "rejected" and outcome.gap_s is not None and outcome.terms
+    return [_verdict("resume", True, seen), *([consistent] if compared else [])]
+
+
+# --- expect -----------------------------------------------------------------------------------
+
+
+def _last_answer(s: StepSlice, kind: type, process: str | None) -> Op | None:
+    """The completion of the step's last invocation of ``kind`` by ``process``."""
+    calls = [
+        op
+        for op in s.own
+        if op.phase == "invoke" and isinstance(op.body, kind) and op.process == process
+    ]
+    return _completion(s, calls[-1]) if calls else None
+
+
+def _snapshot(s: StepSlice, name: str) -> SnapshotTaken | None:
+    """The snapshot ``name`` the step's client took, or else the last one of that name."""
+    taken = [(op.process, op.body) for op in s.ops if isinstance(op.body, SnapshotTaken)]
+    own = [b for p, b in taken if b.name == name and p == s.client]
+    anyone = [b for _, b in taken if b.name == name]
+    found = own or anyone
+    return found[-1] if found else None
+
+
+def _answer_of(ops: Sequence[Op], op_id: int | None) -> Op | None:
+    if op_id is None:
+        return None
+    return next((o for o in ops if o.id == op_id and o.phase != "invoke"), None)
+
+
+def _expect(step: m.Expect, s: StepSlice) -> list[Verdict]:
+    verdicts: list[Verdict] = []
+    if step.delivery is not None:
+        d = step.delivery
+        verdicts.append(
+            checkers.delivery(
+                s.view(),
+                s.positions,
+                no_loss=d.no_loss,
+                no_duplicates=d.no_duplicates,
+                order=d.order,
+            )
+        )
+    if step.history is not None:
+        verdicts.append(_expect_history(step.history, s))
+        verdicts.append(checkers.delivery(s.view(), s.positions))
+    if step.context is not None:
+        verdicts.append(_expect_context(step.context, s))
+    if step.resume is not None:
+        verdicts.append(_expect_resume(step.resume, s))
+    for latency in step.latency:
+        limits = {
+            name: value
+            for name in ("p50", "p95", "p99", "max", "mean")
+            if (value := getattr(latency, name, None)) is not None
+        }
+        kind = OPERATION_KINDS[latency.operation]
+        verdicts.append(checkers.latency(latency.operation, durations(s.ops, kind), limits))
+    for metric in step.metrics:
+        verdicts.append(_expect_metric(metric, s))
+    if not step.must_fail:
+        return verdicts
+    # Renamed, so summaries do not count these as the target's checks; the step as a whole
+    # passes only when one of them failed.
+    caught = [v for v in verdicts if not v.passed]
+    inverted = [
+        Verdict(
+            check=f"{v.check} (must fail)",
+            passed=v.passed,
+            message=v.message,
+            evidence=v.evidence,
+            expected=v.expected,
+        )
+        for v in verdicts
+    ]
+    if caught:
+        summary = "caught, as it must be: " + "; ".join(v.message for v in caught)
+        return [*inverted, _verdict("must fail", True, summary)]
+    every = "; ".join(v.message for v in verdicts)
+    return [
+        *inverted,
+        _verdict(
+            "must fail",
+            False,
+            f"every check passed: {every}",
+            expected="the checks to catch the planted fault",
+        ),
+    ]
+
+
+def _expect_history(h: m.HistoryExpect, s: StepSlice) -> Verdict:
+    done = _last_answer(s, FetchHistory, s.client)
+    if done is None or not isinstance(done.body, HistoryPage):
+        why = done.body.error if done and isinstance(done.body, Failure) else "not read"
+        return _verdict("history", False, f"the server's history could not be read: {why}")
+    view = s.view()
+    sent = checkers.sent_in_session(s.ops, view.session)
+    return checkers.history(
+        done.body.turns,
+        sent,
+        count=h.count,
+        order=h.order,
+        no_loss=h.no_loss,
+        no_duplicates=h.no_duplicates,
+        contains=h.contains,
+    )
+
+
+def _expect_context(c: m.ContextExpect, s: StepSlice) -> Verdict:
+    name = c.equals or c.against or "before_drop"
+    snapshot = _snapshot(s, name)
+    then = _answer_of(s.ops, snapshot.context_op) if snapshot else None
+    if then is None or not isinstance(then.body, ContextValue):
+        return _verdict("context", False, f"no snapshot named {name!r} with a context to compare")
+    now = _last_answer(s, FetchContext, s.client)
+    if now is None or not isinstance(now.body, ContextValue):
+        why = now.body.error if now and isinstance(now.body, Failure) else "not read"
+        return _verdict("context", False, f"the server's context could not be read: {why}")
+    return checkers.context(then.body.context, now.body.context, preserved=c.preserved, keys=c.keys)
+
+
+def _expect_resume(r: m.ResumeExpect, s: StepSlice) -> Verdict:
+    view = s.view()
+    if r.closed is not None:
+        reason = view.closed[-1].reason if view.closed else None
+        if reason != r.closed:
+            return _verdict(
+                "resume",
+                False,
+                f"connection closed with {reason}",
+                expected=f"a close with reason {r.closed}",
+            )
+        if r.outcome is None and r.warnings is None and r.notice is None:
+            return _verdict("resume", True, f"connection closed with {r.closed}")
+    resumes = [o for o in view.outcomes if o.kind != "new"]
+    if not resumes:
+        return _verdict("resume", False, "no resume happened", expected="a resume")
+    last = resumes[-1]
+    if r.outcome not in (None, "any") and last.kind != r.outcome:
+        return _verdict(
+            "resume", False, f"last resume was {last.kind}", expected=f"resume {r.outcome}"
+        )
+    if r.warnings is not None and sorted(r.warnings) != sorted(last.warnings):
+        return _verdict(
+            "resume",
+            False,
+            f"warnings {list(last.warnings)}",
+            expected=f"warnings {list(r.warnings)}",
+        )
+    notices = view.notices
+    if r.notice is not None and bool(notices) != r.notice:
+        return _verdict(
+            "resume",
+            False,
+            f"{len(notices)} notices since the session began",
+            expected=f"notice={r.notice}",
+        )
+    return _verdict("resume", True, f"last resume {last.kind}; {len(notices)} notice(s)")
+
+
+def _expect_metric(metric: m.MetricExpect, s: StepSlice) -> Verdict:
+    if metric.between is not None:
+        readings = []
+        for name in metric.between:
+            snapshot = _snapshot(s, name)
+            answer = _answer_of(s.ops, snapshot.metrics_op) if snapshot else None
+            body = answer.body if answer else None
+            readings.append(body.samples if isinstance(body, MetricsValue) else None)
+        assert metric.growth is not None
+        return checkers.metric_growth(metric.name, readings[0], readings[1], metric.growth)
+    answer = _last_answer(s, FetchMetrics, "target")
+    samples = answer.body.samples if answer and isinstance(answer.body, MetricsValue) else None
+    if metric.growth is not None:
+        first = next(
+            (
+                op.body.samples
+                for op in s.ops
+                if op.phase == "ok" and isinstance(op.body, MetricsValue)
+            ),
+            None,
+        )
+        return checkers.metric_growth(metric.name, first, samples, metric.growth)
+    assert metric.value is not None
+    return checkers.metric_value(samples, metric.name, metric.value)
