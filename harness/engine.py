@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from harness.driver import registry
-from harness.driver.base import DriverFactory
+from harness.driver.base import DriverFactory, EmbeddedTargets
 from harness.errors import HarnessInfrastructureError
 from harness.faults.layer import FaultLayer
 from harness.faults.toxiproxy_client import ToxiproxyClient
@@ -40,7 +40,6 @@ from harness.results import RunResult, ScenarioResult
 from harness.runner import ScenarioRun, Waits, timeout_factor
 from harness.scenario import model as m
 from harness.targets.base import Target, upstream
-from harness.targets.embedded import EmbeddedTarget
 from harness.targets.external import ExternalTarget, probe_metrics
 
 Progress = Callable[[str, str], None]
@@ -85,7 +84,8 @@ class Engine:
                 "toxiproxy": f"{self._toxiproxy.version} ({self._toxiproxy.url})",
                 "python": platform.python_version(),
                 "platform": f"{platform.system()} {platform.release()}, {os.cpu_count()} cores",
-                "target": self.options.target_url or "embedded reference server (one per scenario)",
+                "target": self.options.target_url
+                or f"embedded {self.factory.info.name} server (one per scenario)",
                 "driver": self.factory.info.name,
             }
         except BaseException:
@@ -196,9 +196,18 @@ class Engine:
             clock=self.options.clock,
         )
 
+    def _embedded(self) -> EmbeddedTargets:
+        embedded: EmbeddedTargets | None = getattr(self.factory, "embedded", None)
+        if embedded is None:
+            raise HarnessInfrastructureError(
+                f"the {self.factory.info.name} driver starts no server of its own: "
+                "give one with --target URL"
+            )
+        return embedded
+
     async def _target_capabilities(self, scenario: m.Scenario) -> frozenset[str]:
         if self.options.target_url is None:
-            return EmbeddedTarget.capabilities_for(virtual_clock=True)
+            return self._embedded().capabilities(virtual_clock=True)
         if self._external_metrics is None:
             self._external_metrics = await probe_metrics(self.options.target_url)
         return self._external(self.options.target_url).capabilities
@@ -214,11 +223,7 @@ class Engine:
     def _target(self, scenario: m.Scenario, virtual_clock: bool) -> Target:
         if self.options.target_url is not None:
             return self._external(self.options.target_url)
-        return EmbeddedTarget(
-            virtual_clock=virtual_clock,
-            plant_fault=scenario.plant_fault,
-            server_args=scenario.server_args,
-        )
+        return self._embedded().target(scenario, virtual_clock=virtual_clock)
 
     async def run_scenario(
         self, path: Path, scenario: m.Scenario, *, progress: Progress | None = None

@@ -21,9 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 from harness.history import Observation, Outcome, Terms, Turn
+
+if TYPE_CHECKING:
+    from harness.scenario.model import Scenario
+    from harness.targets.base import Target
 
 __all__ = [
     "CAPABILITIES",
@@ -32,6 +36,7 @@ __all__ = [
     "DriverError",
     "DriverFactory",
     "DriverInfo",
+    "EmbeddedTargets",
     "Observe",
     "Outcome",
     "PositionModel",
@@ -188,8 +193,25 @@ class Driver(Protocol):
 
 
 class DriverFactory(Protocol):
-    """What a driver plugin's entry point gives: the info, and a way to make clients."""
+    """What a driver plugin's entry point gives: the info, and a way to make clients.
+
+    Two optional attributes extend it (the engine looks them up with ``getattr``):
+    ``embedded`` (an ``EmbeddedTargets``: a real server of the driver's kind the harness can
+    start itself, used when no ``--target`` is given) and ``clock_control(url, admin_token)``
+    (moves an external target's clock)."""
 
     info: DriverInfo
 
     def __call__(self, config: ClientConfig, observe: Observe) -> Driver: ...
+
+
+class EmbeddedTargets(Protocol):
+    """How a driver kit starts a server of its own kind for a scenario (one per scenario)."""
+
+    def capabilities(self, *, virtual_clock: bool) -> frozenset[str]:
+        """What such a target can do (``harness.targets.base.TARGET_CAPABILITIES``)."""
+        ...
+
+    def target(self, scenario: Scenario, *, virtual_clock: bool) -> Target:
+        """A not yet started target for ``scenario``."""
+        ...

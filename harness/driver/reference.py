@@ -29,12 +29,16 @@ from harness.driver.base import (
     DriverError,
     DriverFactory,
     DriverInfo,
+    EmbeddedTargets,
     Observe,
     PositionModel,
     RawAnswer,
     Route,
 )
 from harness.history import Closed, Delivered, Notice, Outcome, Terms, Turn, Violation
+from harness.scenario.model import Scenario
+from harness.targets.base import Target
+from harness.targets.embedded import EmbeddedTarget
 from reference_server import admin
 from reference_server.aio_client import AsyncClient, ConnectionLostError, HandshakeRefusedError
 from reference_server.protocol import (
@@ -384,10 +388,25 @@ class ReferenceClock:
         await admin.advance_clock(self.url, self._admin_token, seconds)
 
 
+class EmbeddedReference:
+    """The embedded reference server, one child process per scenario."""
+
+    def capabilities(self, *, virtual_clock: bool) -> frozenset[str]:
+        return EmbeddedTarget.capabilities_for(virtual_clock=virtual_clock)
+
+    def target(self, scenario: Scenario, *, virtual_clock: bool) -> Target:
+        return EmbeddedTarget(
+            virtual_clock=virtual_clock,
+            plant_fault=scenario.plant_fault,
+            server_args=scenario.server_args,
+        )
+
+
 class ReferenceFactory:
     """The entry point of the ``reference`` driver (``ws_continuity.drivers``)."""
 
     info = INFO
+    embedded: EmbeddedTargets = EmbeddedReference()
     clock_control = ReferenceClock
     """An external reference server's clock, when the user gives its admin token."""
 
