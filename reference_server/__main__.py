@@ -17,7 +17,8 @@ import sys
 
 from reference_server import auth
 from reference_server.app import ReferenceServer
-from reference_server.config import PLANTED_FAULTS, ServerConfig
+from reference_server.config import ServerConfig
+from reference_server.faults import PLANTED_FAULTS
 from reference_server.protocol import SessionConfig
 from reference_server.protocol.messages import Heartbeat, Limits, Windows
 

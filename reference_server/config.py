@@ -6,12 +6,10 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
+from reference_server.faults import PLANTED_FAULTS, PlantedFault
 from reference_server.protocol import SessionConfig
 
-PlantedFault = Literal[
-    "skip_replay", "duplicate_replay", "never_expire", "ignore_ip_policy", "reusable_token"
-]
-PLANTED_FAULTS: tuple[str, ...] = PlantedFault.__args__  # type: ignore[attr-defined]
+__all__ = ["PLANTED_FAULTS", "PlantedFault", "ServerConfig"]
 
 
 @dataclass(frozen=True, slots=True)
