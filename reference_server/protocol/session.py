@@ -206,8 +206,9 @@ class ServerSession:
         token_factory: TokenFactory = new_token,
     ) -> ServerSession:
         """Rebuild a session from a store after a restart. A session that was attached when
-        the server died counts as dropped when it was last heard from, so the downtime counts
-        against its windows (§8)."""
+        the server stopped is detached as of the restore (§8): the server notices the drop only
+        now, and its windows count from now, as they would for any drop it noticed late. A
+        session that was already detached keeps the moment of its drop."""
         session = cls(
             session_id=snapshot.session_id,
             user_id=snapshot.user_id,
@@ -219,10 +220,7 @@ class ServerSession:
         )
         state = SessionState(snapshot.state)
         session.state = SessionState.DETACHED if state is SessionState.ATTACHED else state
-        if snapshot.detached_at is not None:
-            session.detached_at = snapshot.detached_at
-        else:
-            session.detached_at = snapshot.last_heard or now
+        session.detached_at = snapshot.detached_at if snapshot.detached_at is not None else now
         session.last_heard = snapshot.last_heard or now
         session.next_seq = snapshot.next_seq
         session.acked_seq = snapshot.acked_seq

@@ -16,6 +16,7 @@ from reference_server.protocol import (
     ResumeAccepted,
     ResumeRefused,
     SequenceGap,
+    ServerSession,
     SessionConfig,
     SessionExpired,
     SessionState,
@@ -133,6 +134,20 @@ def test_expiry_is_enforced_at_resume_even_without_a_sweep() -> None:
     pair.reconnect()
     pair.settle()
     assert ["session_expired"] == [r.reason for r in pair.rejections]
+
+
+def test_a_session_attached_at_a_crash_is_detached_as_of_the_restore() -> None:
+    """§8: restored at t=500 after its last frame at t=100, the session's gap starts at 500."""
+    session = ServerSession(session_id="s", user_id="u", epoch="e", client_ip="ip", now=100.0)
+    restored = ServerSession.restore(session.snapshot(), replay=(), processed_ids=(), now=500.0)
+    assert (SessionState.DETACHED, 500.0, 2.0) == (
+        restored.state,
+        restored.detached_at,
+        restored.gap(502.0),
+    )
+    session.connection_lost(200.0)  # detached before the crash: its drop time is kept
+    restored = ServerSession.restore(session.snapshot(), replay=(), processed_ids=(), now=500.0)
+    assert 302.0 == restored.gap(502.0)
 
 
 def test_client_requests_sent_while_dropped_are_delivered_after_resume() -> None:
