@@ -5,10 +5,16 @@ from __future__ import annotations
 from websockets.datastructures import Headers
 
 from reference_server.config import ServerConfig
+from reference_server.protocol.addresses import canonical
 
 
 def client_ip(peer: str, headers: Headers, config: ServerConfig) -> str:
-    """The socket peer, or X-Forwarded-For's nearest untrusted hop from a trusted proxy."""
+    """The socket peer, or X-Forwarded-For's nearest untrusted hop from a trusted proxy, in
+    canonical form (§10)."""
+    return canonical(_client_ip(peer, headers, config))
+
+
+def _client_ip(peer: str, headers: Headers, config: ServerConfig) -> str:
     forwarded = headers.get("X-Forwarded-For")
     if not forwarded or not config.trusts(peer):
         return peer

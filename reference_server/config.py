@@ -8,6 +8,7 @@ from typing import Literal
 
 from reference_server.faults import PLANTED_FAULTS, PlantedFault
 from reference_server.protocol import SessionConfig
+from reference_server.protocol.addresses import canonical
 
 __all__ = ["PLANTED_FAULTS", "PlantedFault", "ServerConfig"]
 
@@ -42,7 +43,7 @@ class ServerConfig:
     def trusts(self, peer: str) -> bool:
         """Is ``peer`` a proxy whose X-Forwarded-For header we believe?"""
         try:
-            address = ipaddress.ip_address(peer)
+            address = ipaddress.ip_address(canonical(peer))  # ::ffff:10.0.0.1 is 10.0.0.1
         except ValueError:
             return False
         return any(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from . import codec
+from .addresses import canonical, same_address
 from .errors import REJECTION_CLOSE_CODES, CloseCode, ErrorCode, RemoteProtocolError
 from .events import (
     ByeReceived,
@@ -149,7 +150,7 @@ class ServerSession:
         self.session_id = session_id
         self.user_id = user_id
         self.epoch = epoch
-        self.client_ip = client_ip
+        self.client_ip = canonical(client_ip)
         self.config = config or SessionConfig()
         self.state = SessionState.ATTACHED
         self.connection_id = 0
@@ -420,7 +421,8 @@ class ServerSession:
             return self._refuse("token_invalid", "resume token does not match this session")
         if user_id != self.user_id:
             return self._refuse("auth_failed", "credential belongs to another user")
-        ip_changed = client_ip != self.client_ip
+        client_ip = canonical(client_ip)
+        ip_changed = not same_address(client_ip, self.client_ip)  # §10: canonical forms
         if ip_changed and self.config.ip_policy == "deny":
             return self._refuse(
                 "ip_denied", f"resume from {client_ip}, session began at {self.client_ip}"

@@ -546,3 +546,36 @@ async def test_bye_ends_the_session_for_good(
 
 
 _ = SECRET
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("first", "again", "canonical"),
+    [
+        ("203.0.113.7", "::ffff:203.0.113.7", "203.0.113.7"),
+        ("2001:db8::1", "2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
+        ("2001:DB8::A", "2001:db8:0::a", "2001:db8::a"),
+    ],
+)
+async def test_addresses_are_compared_in_canonical_form(
+    first: str, again: str, canonical: str
+) -> None:
+    """§10: the same address written another way (IPv4-mapped IPv6, IPv6 case or zero
+    compression) is the same address: no notice, and deny lets the resume through."""
+    from reference_server.protocol import SessionConfig
+
+    async with ReferenceServer(
+        config(session=SessionConfig(ip_policy="deny"), trusted_proxies=("127.0.0.1/32",))
+    ) as server:
+        client = AsyncClient(server.url, token(), headers={"X-Forwarded-For": first})
+        await client.connect()
+        assert client.protocol.session is not None
+        assert canonical == client.protocol.session.client_ip
+        await client.drop()
+        client.headers["X-Forwarded-For"] = again
+        attached = await client.resume()
+        assert isinstance(attached, Attached), attached
+        assert canonical == client.protocol.session.client_ip
+        await client.chat("still me")
+        assert [] == [m for m in client.delivered if isinstance(m, SecurityNotice)]
+        await client.drop()
