@@ -95,6 +95,7 @@ class ReferenceServer:
             application=Application(
                 registry=self.registry, store=self.store, clock=self.clock, metrics=self.metrics
             ),
+            sweeper=self.sweeper,
             routes=self.routes,
             clock=self.clock,
             metrics=self.metrics,

@@ -31,9 +31,12 @@ from reference_server.protocol import (
 )
 from reference_server.protocol.messages import Hello, Resume
 from reference_server.registry import SessionHost, SessionRegistry
+from reference_server.sweeper import Sweeper
 
 log = logging.getLogger("reference_server")
 
+# Past a due time by this much, so a timer never wakes a hair early and spins.
+_TIMER_SLACK_S = 0.001
 # Errors after which the connection cannot go on (§12): the stream is broken, not one frame.
 _FATAL_ERRORS = frozenset(
     {ErrorCode.SEQUENCE_GAP, ErrorCode.UNEXPECTED_MESSAGE, ErrorCode.FRAME_TOO_LARGE}
@@ -50,6 +53,7 @@ class ConnectionLoop:
         session_config: SessionConfig,
         registry: SessionRegistry,
         application: Application,
+        sweeper: Sweeper,
         routes: HttpRoutes,
         clock: Clock,
         metrics: Metrics,
@@ -58,6 +62,7 @@ class ConnectionLoop:
         self.session_config = session_config
         self.registry = registry
         self.application = application
+        self.sweeper = sweeper
         self.routes = routes
         self.clock = clock
         self.metrics = metrics
@@ -131,6 +136,7 @@ class ConnectionLoop:
         # whatever the session queued before it (a welcome, a resumed and its replay, replies).
         sending = asyncio.Lock()
         writer = asyncio.create_task(self._write(host, ws, connection_id, sending))
+        timer = asyncio.create_task(self._keep_time(host, ws, connection_id))
         host.wake.set()
         bucket = _TokenBucket(self.config.max_frames_per_s, self.config.frame_burst)
         bad_frames = 0
@@ -178,10 +184,24 @@ class ConnectionLoop:
         except ConnectionClosed:
             pass
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await writer
+            for task in (timer, writer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await task
             self.registry.detach(host, ws, self.clock.now())
+
+    async def _keep_time(self, host: SessionHost, ws: ServerConnection, connection_id: int) -> None:
+        """The connection's own timer: wake when the session's next ping or heartbeat deadline
+        is due and tick it then, so a 4007 close comes at its deadline (§9) rather than at the
+        sweeper's next round."""
+        session = host.session
+        while host.ws is ws and session.connection_id == connection_id:
+            due = session.next_tick_at()
+            if due is None:
+                return
+            await asyncio.sleep(max(0.0, due - self.clock.now()) + _TIMER_SLACK_S)
+            if host.ws is ws and session.connection_id == connection_id:
+                self.sweeper.tick(host, self.clock.now())
 
     async def _write(
         self, host: SessionHost, ws: ServerConnection, connection_id: int, sending: asyncio.Lock

@@ -383,6 +383,19 @@ class ServerSession:
                 return [SessionExpired()]
         return []
 
+    def next_tick_at(self) -> float | None:
+        """When ``tick()`` next has something to do: the next ping or the heartbeat deadline
+        while attached (§9), the end of the resumable window while detached (§8); None once
+        the session is terminal. An I/O layer sleeps until then instead of polling."""
+        if self.state is SessionState.ATTACHED:
+            heartbeat = self.config.heartbeat
+            return min(
+                self._last_ping_sent + heartbeat.interval_s, self.last_heard + heartbeat.timeout_s
+            )
+        if self.state is SessionState.DETACHED and self.detached_at is not None:
+            return self.detached_at + self.config.windows.resumable_s
+        return None
+
     def gap(self, now: float) -> float:
         """Seconds since the connection was lost; 0 while attached."""
         return 0.0 if self.detached_at is None else max(0.0, now - self.detached_at)

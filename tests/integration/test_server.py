@@ -579,3 +579,38 @@ async def test_addresses_are_compared_in_canonical_form(
         await client.chat("still me")
         assert [] == [m for m in client.delivered if isinstance(m, SecurityNotice)]
         await client.drop()
+
+
+HEARTBEAT_TOLERANCE_S = 0.25  # §9: a heartbeat close comes at most this late
+
+
+@pytest.mark.asyncio
+async def test_heartbeat_close_comes_at_its_deadline_not_at_the_next_sweep() -> None:
+    """§9: silence of timeout_s closes the connection with 4007 at that deadline, within the
+    spec's tolerance, however rarely the sweeper runs; the first ping comes interval_s after
+    the welcome."""
+    from reference_server.protocol import SessionConfig
+    from reference_server.protocol.messages import Heartbeat, Ping
+
+    heartbeat = Heartbeat(interval_s=0.3, timeout_s=0.9)
+    async with (
+        ReferenceServer(
+            config(
+                session=SessionConfig(heartbeat=heartbeat), virtual_clock=False, sweep_interval_s=30
+            )
+        ) as server,
+        connect(
+            server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+        ) as ws,
+    ):
+        await ws.send(b'{"type":"hello","versions":[1]}', text=True)
+        await ws.recv()
+        await ws.send(b'{"type":"ack","seq":0}', text=True)
+        silent_since = asyncio.get_running_loop().time()
+        first = codec.decode_server(await asyncio.wait_for(ws.recv(decode=False), 2))
+        first_ping_after = asyncio.get_running_loop().time() - silent_since
+        assert isinstance(first, Ping)
+        assert CloseCode.HEARTBEAT_TIMEOUT == await _closed(ws, 3)
+        closed_after = asyncio.get_running_loop().time() - silent_since
+    assert heartbeat.interval_s - 0.05 <= first_ping_after < heartbeat.interval_s + 0.25
+    assert heartbeat.timeout_s <= closed_after < heartbeat.timeout_s + HEARTBEAT_TOLERANCE_S

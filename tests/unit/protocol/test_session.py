@@ -150,6 +150,26 @@ def test_a_session_attached_at_a_crash_is_detached_as_of_the_restore() -> None:
     assert 302.0 == restored.gap(502.0)
 
 
+def test_next_tick_is_the_next_ping_or_the_heartbeat_deadline_or_the_window_end() -> None:
+    """§9: attached, tick is due at the next ping or the deadline, whichever is first; §8:
+    detached, at the end of the resumable window; terminal, never."""
+    config = SessionConfig(heartbeat=Heartbeat(interval_s=10.0, timeout_s=30.0))
+    session = ServerSession(
+        session_id="s", user_id="u", epoch="e", client_ip="ip", now=100.0, config=config
+    )
+    assert 110.0 == session.next_tick_at()  # first ping: interval_s after the attach
+    session.tick(110.0)
+    assert 120.0 == session.next_tick_at()
+    session.tick(120.0)
+    session.tick(129.0)
+    assert 130.0 == session.next_tick_at()  # the deadline, before the ping due at 130 too
+    assert [HeartbeatTimedOut()] == session.tick(130.0)
+    session.connection_lost(130.0)
+    assert 430.0 == session.next_tick_at()
+    session.tick(430.5)
+    assert session.next_tick_at() is None
+
+
 def test_client_requests_sent_while_dropped_are_delivered_after_resume() -> None:
     """Requests made while disconnected wait and are sent once, after the resume."""
     pair = _pair()
