@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     a("--heartbeat-interval", type=float, default=10.0)
     a("--heartbeat-timeout", type=float, default=30.0)
     a("--replay-buffer", type=int, default=1024, help="numbered messages kept for replay")
+    a(
+        "--request-ids-kept",
+        type=int,
+        default=1024,
+        help="client seqs whose request ids are remembered for deduplication (default 1024)",
+    )
     a("--max-frame-bytes", type=int, default=64 * 1024)
     a("--max-frames-per-s", type=float, default=1000.0, help="flood limit per connection")
     a("--frame-burst", type=int, default=2000, help="frames allowed in a burst")
@@ -95,6 +101,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
                 max_frame_bytes=args.max_frame_bytes, replay_buffer_max=args.replay_buffer
             ),
             ip_policy=args.ip_policy,
+            request_ids_kept=args.request_ids_kept,
         ),
     )
 

@@ -91,7 +91,9 @@ class Application:
         ]
         host.history_len += 2
         host.context = turn.context
-        self.registry.commit(host, new_ids=(request.id,), history=history, context=turn.context)
+        self.registry.commit(
+            host, new_ids=((request.id, request.seq),), history=history, context=turn.context
+        )
 
     def _history(self, host: SessionHost, request: GetConversationHistory) -> None:
         """§11.2: one page, read from the store."""
@@ -111,7 +113,7 @@ class Application:
                 retrieval_ms=round(elapsed * 1000, 3),
             )
         )
-        self.registry.commit(host, new_ids=(request.id,))
+        self.registry.commit(host, new_ids=((request.id, request.seq),))
 
     def _context(self, host: SessionHost, request: GetAgentContext) -> None:
         """§11.3: the agent context as stored."""
@@ -127,7 +129,7 @@ class Application:
                 retrieval_ms=round(elapsed * 1000, 3),
             )
         )
-        self.registry.commit(host, new_ids=(request.id,))
+        self.registry.commit(host, new_ids=((request.id, request.seq),))
 
 
 def _chunk(seq: int, *, in_reply_to: str, index: int, text: str, final: bool) -> ReplyChunk:

@@ -219,7 +219,7 @@ class SessionRegistry:
         self,
         host: SessionHost,
         *,
-        new_ids: tuple[str, ...] = (),
+        new_ids: tuple[tuple[str, int], ...] = (),
         history: list[HistoryEntry] | None = None,
         context: Any = None,
     ) -> None:
@@ -232,6 +232,7 @@ class SessionRegistry:
                 snapshot=session.snapshot(),
                 replay=session.replay_buffer,
                 new_request_ids=new_ids,
+                request_ids_from=session.request_ids_from,
                 new_history=history or (),
                 context=context,
             )

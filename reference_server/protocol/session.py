@@ -8,7 +8,7 @@ method that needs the time takes ``now`` (seconds, from whatever clock the serve
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -85,6 +85,8 @@ class SessionConfig:
     capabilities: tuple[str, ...] = (CAPABILITY_REPLAY, CAPABILITY_HISTORY_PAGING)
     used_tokens_kept: int = 64
     """How many consumed token hashes a session remembers to detect reuse (§7.2.1)."""
+    request_ids_kept: int = 1024
+    """§6.1: the ids of the requests of the last this-many client seqs are remembered."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.windows.full_s <= self.windows.resumable_s:
@@ -93,6 +95,8 @@ class SessionConfig:
             raise ValueError("heartbeat: need 0 < interval_s < timeout_s")
         if self.limits.replay_buffer_max < 1 or self.limits.max_frame_bytes < 256:
             raise ValueError("limits: replay_buffer_max >= 1 and max_frame_bytes >= 256")
+        if self.request_ids_kept < 1:
+            raise ValueError("request_ids_kept: need at least 1")
 
 
 class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -162,7 +166,8 @@ class ServerSession:
         """The highest client seq processed (§6)."""
         self.detached_at: float | None = None
         self.last_heard = now
-        self.processed_ids: set[str] = set()
+        self.processed_ids: OrderedDict[str, int] = OrderedDict()
+        """Processed request ids, each with its client seq, oldest first; bounded (§6.1)."""
         self._token_factory = token_factory
         self._token_hash = ""
         self._previous_hash: str | None = None  # still valid until the client's first frame
@@ -201,7 +206,7 @@ class ServerSession:
         snapshot: SessionSnapshot,
         *,
         replay: Iterable[tuple[int, bytes]],
-        processed_ids: Iterable[str],
+        processed_ids: Iterable[tuple[str, int] | str],
         now: float,
         config: SessionConfig | None = None,
         token_factory: TokenFactory = new_token,
@@ -231,7 +236,13 @@ class ServerSession:
         session._used_hashes.extend(snapshot.used_hashes)
         session._replay_overflow_upto = snapshot.replay_overflow_upto
         session._replay.extend(replay)
-        session.processed_ids.update(processed_ids)
+        # An id stored without its seq (an older store) counts as processed at the last seq.
+        pairs = [
+            (entry, snapshot.last_client_seq) if isinstance(entry, str) else entry
+            for entry in processed_ids
+        ]
+        session.processed_ids.update(sorted(pairs, key=lambda pair: pair[1]))
+        session._forget_old_request_ids()
         return session
 
     # --- opening -------------------------------------------------------------------------
@@ -338,11 +349,26 @@ class ServerSession:
             )
         self.last_client_seq = request.seq
         self._ack_pending = True
-        if request.id in self.processed_ids:
+        duplicate = request.id in self.processed_ids
+        if not duplicate:
+            self.processed_ids[request.id] = request.seq
+        self._forget_old_request_ids()
+        if duplicate:
             self.send(lambda seq: Duplicate(seq=seq, in_reply_to=request.id))
             return [DuplicateRequest(request)]
-        self.processed_ids.add(request.id)
         return [RequestReceived(request)]
+
+    @property
+    def request_ids_from(self) -> int:
+        """§6.1: the lowest client seq whose request id is still remembered."""
+        return max(1, self.last_client_seq - self.config.request_ids_kept + 1)
+
+    def _forget_old_request_ids(self) -> None:
+        # Ids arrive in seq order, so the oldest is always first: O(1) per request.
+        oldest = self.request_ids_from
+        ids = self.processed_ids
+        while ids and next(iter(ids.values())) < oldest:
+            ids.popitem(last=False)
 
     def _receive_ack(self, seq: int) -> None:
         if seq >= self.next_seq:

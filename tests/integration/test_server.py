@@ -614,3 +614,41 @@ async def test_heartbeat_close_comes_at_its_deadline_not_at_the_next_sweep() -> 
         closed_after = asyncio.get_running_loop().time() - silent_since
     assert heartbeat.interval_s - 0.05 <= first_ping_after < heartbeat.interval_s + 0.25
     assert heartbeat.timeout_s <= closed_after < heartbeat.timeout_s + HEARTBEAT_TOLERANCE_S
+
+
+@pytest.mark.asyncio
+async def test_processed_request_ids_are_bounded_in_the_session_and_the_store() -> None:
+    """§6.1: the server keeps the ids of the last request_ids_kept client seqs, in memory and
+    in its store; a kept id under a new seq is a duplicate, a forgotten one is answered anew."""
+    from reference_server.protocol import SessionConfig
+    from reference_server.protocol.messages import Duplicate
+
+    async with ReferenceServer(config(session=SessionConfig(request_ids_kept=2))) as server:
+        client = AsyncClient(server.url, token())
+        await client.connect()
+        for n in range(1, 5):
+            await client.reply_to(await client.send_user_message(f"turn {n}", f"m{n}"))
+        assert client.protocol.session is not None
+        session_id = client.protocol.session.session_id
+        assert 2 == server.store.holds(session_id)["request_ids"]
+        assert ["m3", "m4"] == list(server.hosts[session_id].session.processed_ids)
+
+        await client.send_user_message("turn 4 again", "m4")
+        duplicate = await client.wait_for(
+            lambda: next((m for m in client.delivered if isinstance(m, Duplicate)), None),
+            5,
+            "a duplicate",
+        )
+        assert "m4" == duplicate.in_reply_to
+        await client.send_user_message("turn 1 again", "m1")
+        await client.wait_for(  # the first m1's reply is already there: wait for a second one
+            lambda: (
+                [m for m in client.delivered if isinstance(m, ReplyChunk) and m.final][4:] or None
+            ),
+            5,
+            "a second reply to m1",
+        )
+        # Seq 5 was the duplicate (no new id), seq 6 is m1: the last two seqs hold one id.
+        assert ["m1"] == list(server.hosts[session_id].session.processed_ids)
+        assert 1 == server.store.holds(session_id)["request_ids"]
+        await client.drop()
