@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from reference_server.protocol import (
+    SUPPORTED_VERSIONS,
     Attached,
     ClientEvent,
     ClientProtocol,
@@ -63,9 +64,11 @@ class AsyncClient:
         on_gap: Literal["raise", "report"] = "raise",
         ack_delay: float = 0.005,
         ack_every: int = 32,
+        versions: tuple[int, ...] = SUPPORTED_VERSIONS,
     ) -> None:
         """Acks are cumulative (§5): one goes out ``ack_delay`` seconds after a delivery, or at
-        once after ``ack_every`` deliveries, or with the next request, whichever is first."""
+        once after ``ack_every`` deliveries, or with the next request, whichever is first.
+        ``versions`` are the protocol versions offered in hello and resume (§4.1)."""
         self.url = url
         self.token = token
         self.headers = dict(headers or {})
@@ -73,7 +76,7 @@ class AsyncClient:
         self.connect_to: tuple[str, int] | None = None
         self.token_in_query = token_in_query
         self.open_timeout = open_timeout
-        self.protocol = ClientProtocol(on_gap=on_gap)
+        self.protocol = ClientProtocol(versions=versions, on_gap=on_gap)
         self.events: list[ClientEvent] = []
         self.errors: list[RemoteProtocolError] = []
         """Protocol violations the server committed, as this client saw them."""

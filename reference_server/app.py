@@ -191,8 +191,16 @@ class ReferenceServer:
 
 
 def _session_config(config: ServerConfig, clock: Clock) -> SessionConfig:
-    """What sessions advertise: the configured terms, plus ``virtual_clock`` on a virtual clock."""
+    """What sessions advertise: the configured terms, ``virtual_clock`` on a virtual clock."""
     capabilities = config.session.capabilities
     if clock.virtual and CAPABILITY_VIRTUAL_CLOCK not in capabilities:
         capabilities = (*capabilities, CAPABILITY_VIRTUAL_CLOCK)
-    return dataclasses.replace(config.session, capabilities=capabilities)
+    # The rate limit and the freshness rule are the I/O layer's to enforce: what is advertised
+    # is what ServerConfig says, whatever config.session says.
+    return dataclasses.replace(
+        config.session,
+        capabilities=capabilities,
+        frames_per_s=config.max_frames_per_s,
+        frame_burst=config.frame_burst,
+        reauth_max_age_s=config.reauth_max_age_s,
+    )

@@ -87,6 +87,13 @@ class SessionConfig:
     """How many consumed token hashes a session remembers to detect reuse (§7.2.1)."""
     request_ids_kept: int = 1024
     """§6.1: the ids of the requests of the last this-many client seqs are remembered."""
+    frames_per_s: float = 1000.0
+    """§12.1: the rate limit the I/O layer enforces, advertised from version 2 on."""
+    frame_burst: int = 2000
+    """§12.1: the burst the I/O layer allows, advertised from version 2 on."""
+    reauth_max_age_s: float = 60.0
+    """§10: under ``require_reauth``, a credential issued this recently counts as
+    re-authentication; advertised from version 2 on."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.windows.full_s <= self.windows.resumable_s:
@@ -97,6 +104,8 @@ class SessionConfig:
             raise ValueError("limits: replay_buffer_max >= 1 and max_frame_bytes >= 256")
         if self.request_ids_kept < 1:
             raise ValueError("request_ids_kept: need at least 1")
+        if not (self.frames_per_s > 0 and self.frame_burst >= 1 and self.reauth_max_age_s >= 0):
+            raise ValueError("need frames_per_s > 0, frame_burst >= 1, reauth_max_age_s >= 0")
 
 
 class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -261,13 +270,32 @@ class ServerSession:
                     epoch=self.epoch,
                     windows=self.config.windows,
                     heartbeat=self.config.heartbeat,
-                    limits=self.config.limits,
+                    limits=self._limits(version),
                     ip_policy=self.config.ip_policy,
                     capabilities=self.config.capabilities,
                     client_ip=self.client_ip,
+                    reauth_max_age_s=self._reauth_max_age_s(version),
                 )
             )
         )
+
+    def _limits(self, version: int) -> Limits:
+        """§4.1: version 2 advertises the rate limit and the request-id bound; version 1
+        cannot carry them (its decoders reject unknown fields)."""
+        limits = self.config.limits
+        if version < 2:
+            return msgspec.structs.replace(
+                limits, frames_per_s=None, frame_burst=None, request_ids_kept=None
+            )
+        return msgspec.structs.replace(
+            limits,
+            frames_per_s=self.config.frames_per_s,
+            frame_burst=self.config.frame_burst,
+            request_ids_kept=self.config.request_ids_kept,
+        )
+
+    def _reauth_max_age_s(self, version: int) -> float | None:
+        return self.config.reauth_max_age_s if version >= 2 else None
 
     # --- sending -------------------------------------------------------------------------
 
@@ -563,10 +591,11 @@ class ServerSession:
                     gap_s=round(gap, 3),
                     windows=self.config.windows,
                     heartbeat=self.config.heartbeat,
-                    limits=self.config.limits,
+                    limits=self._limits(version),
                     ip_policy=self.config.ip_policy,
                     capabilities=self.config.capabilities,
                     client_ip=client_ip,
+                    reauth_max_age_s=self._reauth_max_age_s(version),
                 )
             ),
             *replay,

@@ -66,7 +66,7 @@ MAX_FRAME = codec.DEFAULT_MAX_FRAME_BYTES  # the server's limit on client frames
 EXAMPLE_TIMEOUT_S = 15.0
 WAIT_S = 5.0
 HELLO = '{"type":"hello","versions":[1]}'
-PROBE_NONCE = 2**53  # no generated ping uses it
+PROBE_NONCE = 2**53 - 1  # the largest valid integer (§1); no generated ping uses it
 RARE_ONE_IN = 12
 FLOOD = 600  # frames at once: over the fuzzed server's burst of 100
 

@@ -652,3 +652,76 @@ async def test_processed_request_ids_are_bounded_in_the_session_and_the_store() 
         assert ["m1"] == list(server.hosts[session_id].session.processed_ids)
         assert 1 == server.store.holds(session_id)["request_ids"]
         await client.drop()
+
+
+_V1_WELCOME = {
+    "type",
+    "protocol_version",
+    "session_id",
+    "resume_token",
+    "epoch",
+    "windows",
+    "heartbeat",
+    "limits",
+    "ip_policy",
+    "capabilities",
+    "client_ip",
+}
+
+
+@pytest.mark.asyncio
+async def test_a_version_1_client_gets_exactly_the_version_1_wire(server: ReferenceServer) -> None:
+    """§4.1: a client offering only version 1 sees welcome and resumed with the members of
+    revision 1.0 and nothing more, and the whole lifecycle works for it."""
+    import json
+
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        await ws.send('{"type":"hello","versions":[1]}')
+        welcome = json.loads(await ws.recv())
+    assert _V1_WELCOME == set(welcome)
+    assert {"max_frame_bytes", "replay_buffer_max"} == set(welcome["limits"])
+    assert 1 == welcome["protocol_version"]
+
+    client = AsyncClient(server.url, token(), versions=(1,))
+    await client.connect()
+    await client.chat("my name is Ada")
+    await client.drop()
+    attached = await client.resume()
+    assert isinstance(attached, Attached)
+    assert client.protocol.session is not None
+    assert (1, None, None) == (
+        client.protocol.session.protocol_version,
+        client.protocol.session.limits.frames_per_s,
+        client.protocol.session.reauth_max_age_s,
+    )
+    await client.drop()
+    v2 = AsyncClient(server.url, token())
+    await v2.connect()
+    assert v2.protocol.session is not None
+    assert (2, 1000.0, 2000, 1024, 60.0) == (
+        v2.protocol.session.protocol_version,
+        v2.protocol.session.limits.frames_per_s,
+        v2.protocol.session.limits.frame_burst,
+        v2.protocol.session.limits.request_ids_kept,
+        v2.protocol.session.reauth_max_age_s,
+    )
+    await v2.drop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("versions", ["[]", "[0]", "[1.5]"])
+async def test_a_bad_version_list_is_an_invalid_first_frame(
+    server: ReferenceServer, versions: str
+) -> None:
+    """§4.1: an empty list, a zero or a non-integer version is invalid_message, close 4000."""
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        await ws.send(f'{{"type":"hello","versions":{versions}}}')
+        error = codec.decode_server(await ws.recv(decode=False))
+        assert ("invalid_message", CloseCode.PROTOCOL_ERROR) == (
+            getattr(error, "code", None),
+            await _closed(ws, 5),
+        )
