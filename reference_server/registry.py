@@ -180,6 +180,8 @@ class SessionRegistry:
         reason = self.store.tombstone(session_id)
         if reason == "revoked":
             return rejection("session_revoked", "session was revoked")
+        if reason == "closed":  # §7.4: ended by bye
+            return rejection("session_closed", f"session {session_id} was ended by bye")
         return rejection(
             "session_expired" if reason == "expired" else "session_unknown",
             f"no session {session_id}" + (f" ({reason})" if reason else ""),

@@ -75,7 +75,7 @@ class Sweeper:
                 session.connection_lost(now)
                 registry.commit(host)
                 if ws is not None:
-                    registry.spawn(ws.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout"))
+                    registry.spawn(ws.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat_timeout"))
             elif isinstance(event, SessionExpired):
                 self.metrics.expirations.inc()
                 registry.forget(host, "expired", now)

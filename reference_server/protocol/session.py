@@ -126,6 +126,7 @@ class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     used_hashes: tuple[str, ...]
     replay_overflow_upto: int
     last_heard: float = 0.0
+    previous_epochs: tuple[str, ...] = ()
 
 
 def negotiate_version(versions: tuple[int, ...]) -> int | None:
@@ -175,6 +176,8 @@ class ServerSession:
         """The highest client seq processed (§6)."""
         self.detached_at: float | None = None
         self.last_heard = now
+        self.previous_epochs: tuple[str, ...] = ()
+        """Epochs this session had before its current one, oldest first (§8.1)."""
         self.processed_ids: OrderedDict[str, int] = OrderedDict()
         """Processed request ids, each with its client seq, oldest first; bounded (§6.1)."""
         self._token_factory = token_factory
@@ -207,6 +210,7 @@ class ServerSession:
             used_hashes=tuple(self._used_hashes),
             replay_overflow_upto=self._replay_overflow_upto,
             last_heard=self.last_heard,
+            previous_epochs=self.previous_epochs,
         )
 
     @classmethod
@@ -238,6 +242,7 @@ class ServerSession:
         session.detached_at = snapshot.detached_at if snapshot.detached_at is not None else now
         session.last_heard = snapshot.last_heard or now
         session.next_seq = snapshot.next_seq
+        session.previous_epochs = snapshot.previous_epochs
         session.acked_seq = snapshot.acked_seq
         session.last_client_seq = snapshot.last_client_seq
         session._token_hash = snapshot.token_hash
@@ -450,6 +455,19 @@ class ServerSession:
             return self.detached_at + self.config.windows.resumable_s
         return None
 
+    def change_epoch(self, epoch: str) -> None:
+        """Start a new numbering stream (§8.1): the server can no longer replay the old one
+        (it lost the replay buffer but kept the session). Numbering goes on from ``next_seq``;
+        every earlier message counts as acknowledged; a resume naming the old epoch is
+        ``epoch_changed``."""
+        if epoch == self.epoch or epoch in self.previous_epochs:
+            raise ValueError(f"epoch {epoch!r} was already used by this session")
+        self._require_live()
+        self.previous_epochs = (*self.previous_epochs, self.epoch)
+        self.epoch = epoch
+        self.acked_seq = self.next_seq - 1
+        self._replay.clear()
+
     def gap(self, now: float) -> float:
         """Seconds since the connection was lost; 0 while attached."""
         return 0.0 if self.detached_at is None else max(0.0, now - self.detached_at)
@@ -480,14 +498,16 @@ class ServerSession:
             self._forget()
             return self._refuse("session_expired", "the resumable window has passed")
 
+        # §7.2 check 4 before the tokens: a consumed token in a stranger's hands must not let
+        # the stranger revoke the owner's session.
+        if user_id != self.user_id:
+            return self._refuse("auth_failed", "credential belongs to another user")
         presented = hash_token(request.resume_token)
         if any(same_hash(used, presented) for used in self._used_hashes):
             return self._revoke()
         current_ok = same_hash(self._token_hash, presented)
         if not current_ok and not same_hash(self._previous_hash, presented):
             return self._refuse("token_invalid", "resume token does not match this session")
-        if user_id != self.user_id:
-            return self._refuse("auth_failed", "credential belongs to another user")
         client_ip = canonical(client_ip)
         ip_changed = not same_address(client_ip, self.client_ip)  # §10: canonical forms
         if ip_changed and self.config.ip_policy == "deny":
@@ -530,12 +550,26 @@ class ServerSession:
         warnings: list[ResumeWarning] = []
         missed: SeqRange | None = None
         last_seq = request.last_seq if same_epoch else self.next_seq - 1
-        if not same_epoch:
+        if not same_epoch and request.epoch in self.previous_epochs:
             warnings.append(
                 ResumeWarning(
                     code="epoch_changed",
                     message=f"server stream is epoch {self.epoch}, client had {request.epoch}; "
                     "numbered messages of the old epoch cannot be replayed",
+                )
+            )
+            self._replay.clear()
+        elif not same_epoch:
+            # §8.1: an epoch this session never had (a corrupted client store, say): the
+            # client's last_seq means nothing, so what the server still held unacknowledged is
+            # declared lost rather than silently taken as received.
+            if self.acked_seq < self.next_seq - 1:
+                missed = SeqRange(first=self.acked_seq + 1, last=self.next_seq - 1)
+            warnings.append(
+                ResumeWarning(
+                    code="epoch_unknown",
+                    message=f"epoch {request.epoch} was never this session's (it is "
+                    f"{self.epoch}): unacknowledged messages are declared missed",
                 )
             )
             self._replay.clear()

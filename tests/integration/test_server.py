@@ -27,6 +27,7 @@ from reference_server.protocol import (
 from reference_server.protocol.messages import (
     Error,
     ReplyChunk,
+    Resume,
     SecurityNotice,
     ToolCall,
 )
@@ -725,3 +726,91 @@ async def test_a_bad_version_list_is_an_invalid_first_frame(
             getattr(error, "code", None),
             await _closed(ws, 5),
         )
+
+
+async def _raw_resume(server: ReferenceServer, session_id: str, resume_token: str) -> object:
+    """Resume over a bare connection with ``resume_token``; return the server's first answer."""
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        resume = Resume(
+            versions=(2,), session_id=session_id, resume_token=resume_token, epoch="x", last_seq=0
+        )
+        await ws.send(codec.encode(resume), text=True)
+        return codec.decode_server(await ws.recv(decode=False))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("first_frame", "expected"),
+    [(b'{"type":', "resumed"), (b'{"type":"ping","nonce":1}', "token_reused")],
+)
+async def test_only_a_first_frame_that_decodes_commits_the_rotation(
+    server: ReferenceServer, first_frame: bytes, expected: str
+) -> None:
+    """§7.2.1: after resumed, a first frame that fails §4.2 does not commit the rotation (the
+    presented token stays valid); one that decodes does (the token is consumed)."""
+    from reference_server.protocol.messages import Rejected, Resumed, Welcome
+
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        await ws.send('{"type":"hello","versions":[2]}')
+        welcome = codec.decode_server(await ws.recv(decode=False))
+    assert isinstance(welcome, Welcome)
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        resume = Resume(
+            versions=(2,),
+            session_id=welcome.session_id,
+            resume_token=welcome.resume_token,
+            epoch=welcome.epoch,
+            last_seq=0,
+        )
+        await ws.send(codec.encode(resume), text=True)
+        assert isinstance(codec.decode_server(await ws.recv(decode=False)), Resumed)
+        await ws.send(first_frame, text=True)
+        await ws.recv()  # the error, or the pong: the frame was handled
+    answer = await _raw_resume(server, welcome.session_id, welcome.resume_token)
+    seen = answer.reason if isinstance(answer, Rejected) else type(answer).__name__.lower()
+    assert expected == seen
+
+
+@pytest.mark.asyncio
+async def test_a_resume_after_bye_is_told_session_closed(
+    server: ReferenceServer, client_factory: Factory
+) -> None:
+    """§7.4: while the tombstone lasts, a resume of a session ended by bye gets session_closed
+    and close 4008 (final), not session_unknown."""
+    client = client_factory()
+    await client.connect()
+    await client.bye()
+    client.protocol.state = ClientState.DISCONNECTED  # a client that forgot it said bye
+    refused = await client.resume()
+    assert isinstance(refused, RejectedByServer)
+    assert ("session_closed", True) == (refused.reason, refused.final)
+    code = await client.wait_for(
+        lambda: client.close_codes[-1] if len(client.close_codes) == 2 else None, 5, "close"
+    )
+    assert CloseCode.SESSION_CLOSED == code
+
+
+@pytest.mark.asyncio
+async def test_close_frames_carry_the_snake_case_reason() -> None:
+    """§13.1: the close frame's reason is the snake_case name of why (here a heartbeat)."""
+    from reference_server.protocol import SessionConfig
+    from reference_server.protocol.messages import Heartbeat
+
+    heartbeat = Heartbeat(interval_s=0.1, timeout_s=0.3)
+    async with (
+        ReferenceServer(
+            config(session=SessionConfig(heartbeat=heartbeat), virtual_clock=False)
+        ) as server,
+        connect(
+            server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+        ) as ws,
+    ):
+        await ws.send('{"type":"hello","versions":[2]}')
+        await _closed(ws, 3)
+        assert "heartbeat_timeout" == ws.close_reason

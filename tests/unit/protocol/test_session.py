@@ -373,7 +373,7 @@ def test_epoch_change_is_reported_as_degraded() -> None:
     pair = _pair()
     pair.server_send("a")
     pair.drop()
-    _server(pair).epoch = "e2"
+    _server(pair).change_epoch("e2")
     pair.reconnect()
     pair.settle()
     resumed = _attached(pair)[-1]
