@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="address or network whose X-Forwarded-For is believed",
     )
+    a(
+        "--forwarded-header",
+        choices=["x-forwarded-for", "forwarded"],
+        default="x-forwarded-for",
+        help="where trusted proxies report client addresses (RFC 7239 Forwarded, or not)",
+    )
     a("--ip-policy", choices=["allow", "require_reauth", "deny"], default="allow")
     a("--reauth-max-age", type=float, default=60.0, help="seconds a credential counts as fresh")
     a("--full-window", type=float, default=30.0, help="seconds of full replay after a drop")
@@ -86,6 +92,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         auth_secret=os.environ.get(SECRET_ENV, DEV_SECRET),
         admin_token=os.environ.get(ADMIN_ENV),
         trusted_proxies=tuple(args.trusted_proxy),
+        forwarded_header=args.forwarded_header,
         reauth_max_age_s=args.reauth_max_age,
         chunk_delay_s=args.chunk_delay,
         max_frames_per_s=args.max_frames_per_s,

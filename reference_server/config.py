@@ -25,6 +25,8 @@ class ServerConfig:
     auth_secret: str = "dev-secret-change-me-0123456789abcdef"
     admin_token: str | None = None
     trusted_proxies: tuple[str, ...] = ()
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    """§10.1: which header a trusted proxy reports client addresses in (never both)."""
     session: SessionConfig = field(default_factory=SessionConfig)
     reauth_max_age_s: float = 60.0
     """Under ``require_reauth``, a credential issued this recently counts as re-authentication."""

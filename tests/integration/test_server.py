@@ -814,3 +814,29 @@ async def test_close_frames_carry_the_snake_case_reason() -> None:
         await ws.send('{"type":"hello","versions":[2]}')
         await _closed(ws, 3)
         assert "heartbeat_timeout" == ws.close_reason
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["garbage"], "127.0.0.1"),
+        (["192.0.2.1", "203.0.113.9:5000"], "203.0.113.9"),
+        (["[2001:DB8::7]:443"], "2001:db8::7"),
+    ],
+)
+async def test_forwarded_for_syntax_over_a_real_handshake(lines: list[str], expected: str) -> None:
+    """§10.1 on the wire: garbage is no address (the trusted peer is used), repeated lines are
+    one list, ports and brackets are stripped; welcome reports the canonical address."""
+    async with (
+        ReferenceServer(config(trusted_proxies=("127.0.0.1/32",))) as server,
+        connect(
+            server.url,
+            additional_headers=[("Authorization", f"Bearer {token()}")]
+            + [("X-Forwarded-For", line) for line in lines],
+            proxy=None,
+        ) as ws,
+    ):
+        await ws.send('{"type":"hello","versions":[2]}')
+        welcome = codec.decode_server(await ws.recv(decode=False))
+    assert expected == getattr(welcome, "client_ip", None)
