@@ -70,6 +70,24 @@ def _parser() -> argparse.ArgumentParser:
     a("--max-frame-bytes", type=int, default=64 * 1024)
     a("--max-frames-per-s", type=float, default=1000.0, help="flood limit per connection")
     a("--frame-burst", type=int, default=2000, help="frames allowed in a burst")
+    a(
+        "--max-connections",
+        type=int,
+        default=20_000,
+        help="open connections beyond which handshakes get HTTP 503 (default 20000)",
+    )
+    a(
+        "--max-sessions",
+        type=int,
+        default=None,
+        help="sessions held beyond which a hello is rejected as overloaded (default: no limit)",
+    )
+    a(
+        "--overload-retry-after",
+        type=int,
+        default=1000,
+        help="milliseconds sent as the retry hint of overload answers (default 1000)",
+    )
     a("--chunk-delay", type=float, default=0.005, help="seconds between streamed reply chunks")
     a("--log-format", choices=["text", "json"], default="text")
     a("--log-level", default="INFO")
@@ -97,6 +115,9 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         chunk_delay_s=args.chunk_delay,
         max_frames_per_s=args.max_frames_per_s,
         frame_burst=args.frame_burst,
+        max_connections=args.max_connections,
+        max_sessions=args.max_sessions,
+        overload_retry_after_ms=args.overload_retry_after,
         log_format=args.log_format,
         planted_fault=args.plant_fault,
         session=SessionConfig(

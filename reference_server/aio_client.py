@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from typing import Literal, TypeVar
 
@@ -91,6 +92,10 @@ class AsyncClient:
         self.ack_delay = ack_delay
         self.ack_every = ack_every
         self._since_ack = 0
+        # One sender at a time, each batch whole and in order: a batch that waits for the
+        # rate limit must not let a later one overtake it (the server would see a seq gap).
+        self._sending = asyncio.Lock()
+        self._pacer: _Pacer | None = None
 
     # --- what was seen -------------------------------------------------------------------
 
@@ -133,6 +138,7 @@ class AsyncClient:
 
     async def _open(self) -> None:
         await self.drop()
+        self._pacer = None  # until welcome or resumed says what the limit is
         headers = dict(self.headers)
         url = self.url
         if self.token and self.token_in_query:
@@ -206,6 +212,15 @@ class AsyncClient:
             self.protocol.connection_lost()
         self._changed.set()
 
+    @property
+    def effective_ack_every(self) -> int:
+        """``ack_every``, capped so that at most half the server's replay buffer is ever
+        unacknowledged (§5.1): a small buffer cannot overflow while this client is attached."""
+        session = self.protocol.session
+        if session is None:
+            return self.ack_every
+        return max(1, min(self.ack_every, session.limits.replay_buffer_max // 2))
+
     async def _read(self, ws: ClientConnection) -> None:
         try:
             async for frame in ws:
@@ -215,6 +230,8 @@ class AsyncClient:
                     events = self.protocol.receive(frame)
                     self.events.extend(events)
                     for event in events:
+                        if isinstance(event, Attached):
+                            self._pacer = _Pacer.for_session(self.protocol)
                         if isinstance(event, Delivered):
                             self._delivered.append(event.message)
                             reply_to = getattr(event.message, "in_reply_to", None)
@@ -224,9 +241,8 @@ class AsyncClient:
                     self.errors.append(exc)
                 self._changed.set()
                 self._since_ack += 1
-                batch = self._since_ack < self.ack_every
-                for out in self.protocol.data_to_send(include_ack=not batch):
-                    await ws.send(out, text=True)
+                batch = self._since_ack < self.effective_ack_every
+                await self._send(ws, include_ack=not batch)
                 if not batch:
                     self._since_ack = 0
                 elif self.protocol.ack_due:
@@ -249,19 +265,25 @@ class AsyncClient:
             if self.protocol.ack_due and self.protocol.state is ClientState.ATTACHED:
                 self._since_ack = 0
                 with contextlib.suppress(ConnectionClosed):
-                    for out in self.protocol.data_to_send():
-                        await ws.send(out, text=True)
+                    await self._send(ws)
 
     async def _flush(self) -> None:
-        frames = self.protocol.data_to_send()
         ws = self.ws
         if ws is None:
+            self.protocol.data_to_send()  # nowhere to send: requests wait in unacked
             return
-        try:
-            for frame in frames:
+        with contextlib.suppress(ConnectionClosed):
+            await self._send(ws)
+
+    async def _send(self, ws: ClientConnection, *, include_ack: bool = True) -> None:
+        """Send what the protocol queued, whole and in order, within the server's advertised
+        rate limit (§12.1): acks and pongs go at once, other frames wait for the pacer."""
+        async with self._sending:
+            pacer = self._pacer
+            for frame in self.protocol.data_to_send(include_ack=include_ack):
+                if pacer is not None and not frame.startswith(_FREE_FRAMES):
+                    await pacer.wait()
                 await ws.send(frame, text=True)
-        except ConnectionClosed:
-            pass
 
     # --- requests ------------------------------------------------------------------------
 
@@ -335,3 +357,35 @@ class AsyncClient:
         return await self.wait_for(
             found, timeout, f"{kind.__name__} for {request_id}", while_connected=True
         )
+
+
+# Frames the server does not count against its rate limit (§12.1), as the codec writes them.
+_FREE_FRAMES = (b'{"type":"ack"', b'{"type":"pong"')
+# Stay this far inside the advertised limit: frames sent apart may arrive together.
+_PACING_MARGIN = 0.9
+
+
+class _Pacer:
+    """A token bucket mirroring the server's (§12.1), full at every new connection."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate * _PACING_MARGIN, max(1.0, burst * _PACING_MARGIN)
+        self.tokens, self.last = self.burst, time.monotonic()
+
+    @classmethod
+    def for_session(cls, protocol: ClientProtocol) -> _Pacer | None:
+        """The pacer the server's advertisement asks for; None if it advertised none (v1)."""
+        limits = protocol.session.limits if protocol.session else None
+        if limits is None or limits.frames_per_s is None or limits.frame_burst is None:
+            return None
+        return cls(limits.frames_per_s, limits.frame_burst)
+
+    async def wait(self) -> None:
+        """Take one token, sleeping until there is one."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+            self.tokens, self.last = 1.0, time.monotonic()
+        self.tokens -= 1

@@ -72,6 +72,8 @@ class ReferenceServer:
             faults=self.faults,
             spawn=self._spawn,
             reauth_max_age_s=self.config.reauth_max_age_s,
+            max_sessions=self.config.max_sessions,
+            overload_retry_after_ms=self.config.overload_retry_after_ms,
         )
         self.sweeper = Sweeper(
             registry=self.registry,

@@ -35,6 +35,11 @@ class ServerConfig:
     sweep_interval_s: float = 0.5
     handshake_timeout_s: float = 10.0
     max_connections: int = 20_000
+    """§14: a handshake beyond this many open connections gets HTTP 503 with Retry-After."""
+    max_sessions: int | None = None
+    """§14: a hello while this many sessions are held gets ``rejected overloaded``."""
+    overload_retry_after_ms: int = 1000
+    """§14: the retry hint sent with either overload answer."""
     max_frames_per_s: float = 1000.0
     frame_burst: int = 2000
     max_bad_frames: int = 20

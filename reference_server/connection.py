@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 
 from websockets.asyncio.server import ServerConnection
@@ -29,7 +30,7 @@ from reference_server.protocol import (
     SessionConfig,
     codec,
 )
-from reference_server.protocol.messages import Hello, Resume
+from reference_server.protocol.messages import Ack, ClientMessage, Hello, Pong, Resume
 from reference_server.registry import SessionHost, SessionRegistry
 from reference_server.sweeper import Sweeper
 
@@ -141,13 +142,18 @@ class ConnectionLoop:
         bucket = _TokenBucket(self.config.max_frames_per_s, self.config.frame_burst)
         bad_frames = 0
 
-        async def answer_error(code: str, message: str, close_code: int | None = None) -> None:
+        async def answer_error(
+            code: str,
+            message: str,
+            close_code: int | None = None,
+            retry_after_ms: int | None = None,
+        ) -> None:
             async with sending:
                 await self._flush(host, ws, connection_id)
                 if close_code is None:
                     await wire.send_error(ws, code, message)
                 else:
-                    await wire.fail(ws, self.metrics, code, message, close_code)
+                    await wire.fail(ws, self.metrics, code, message, close_code, retry_after_ms)
 
         try:
             while host.ws is ws:
@@ -155,21 +161,32 @@ class ConnectionLoop:
                 self.metrics.messages_in.inc()
                 if host.ws is not ws:
                     break
-                if not bucket.take(time.monotonic()):
-                    await answer_error(
-                        ErrorCode.RATE_LIMITED, "too many frames", CloseCode.POLICY_VIOLATION
-                    )
-                    break
                 if isinstance(frame, bytes):
                     await answer_error(
                         ErrorCode.BINARY_FRAME, "text frames only", CloseCode.UNSUPPORTED_DATA
                     )
                     break
+                decoded: ClientMessage | RemoteProtocolError
                 try:
-                    message = codec.decode_client(
+                    decoded = codec.decode_client(
                         frame, max_bytes=self.session_config.limits.max_frame_bytes
                     )
-                    events = host.session.receive(message, self.clock.now())
+                except RemoteProtocolError as exc:
+                    decoded = exc
+                # §12.1: acks and pongs are what §5 and §9 demand of a client; only the other
+                # frames (bad ones included) count against the rate limit.
+                if not isinstance(decoded, Ack | Pong) and not bucket.take(time.monotonic()):
+                    await answer_error(
+                        ErrorCode.RATE_LIMITED,
+                        "too many frames",
+                        CloseCode.POLICY_VIOLATION,
+                        retry_after_ms=bucket.refill_ms,
+                    )
+                    break
+                try:
+                    if isinstance(decoded, RemoteProtocolError):
+                        raise decoded
+                    events = host.session.receive(decoded, self.clock.now())
                 except RemoteProtocolError as exc:
                     self.metrics.errors.labels(exc.error_code).inc()
                     log.info("bad frame on session %s: %s", host.session.session_id, exc.message)
@@ -238,6 +255,11 @@ class _TokenBucket:
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.burst = rate, float(burst)
         self.tokens, self.last = float(burst), time.monotonic()
+
+    @property
+    def refill_ms(self) -> int:
+        """§12.1: how long an empty bucket takes to refill, the retry_after_ms of 1008."""
+        return math.ceil(1000 * self.burst / self.rate)
 
     def take(self, now: float) -> bool:
         self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)

@@ -8,6 +8,7 @@ token; on the protocol's path the handshake is refused for overload (503) or a b
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import weakref
 from collections.abc import Callable
@@ -74,7 +75,9 @@ class HttpRoutes:
         if self._open_connections() >= self.config.max_connections:
             self.metrics.handshake_rejections.labels("overloaded").inc()
             response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "overloaded\n")
-            response.headers["Retry-After"] = "1"
+            # Retry-After is in whole seconds (RFC 9110 §10.2.3): rounded up, never below 1.
+            seconds = max(1, math.ceil(self.config.overload_retry_after_ms / 1000))
+            response.headers["Retry-After"] = str(seconds)
             return response
         try:
             raw, transport = extract(request.headers.get("Authorization"), request.path)

@@ -75,6 +75,8 @@ class SessionRegistry:
         faults: FaultPlan,
         spawn: Spawn,
         reauth_max_age_s: float,
+        max_sessions: int | None = None,
+        overload_retry_after_ms: int = 1000,
     ) -> None:
         self.store = store
         self.session_config = session_config
@@ -84,6 +86,8 @@ class SessionRegistry:
         self.spawn = spawn
         self.reauth_max_age_s = reauth_max_age_s
         """Under ``require_reauth``, a credential issued this recently counts (§10)."""
+        self.max_sessions = max_sessions
+        self.overload_retry_after_ms = overload_retry_after_ms
         self.hosts: dict[str, SessionHost] = {}
 
     def load(self) -> None:
@@ -109,6 +113,16 @@ class SessionRegistry:
         """Create a session for a hello and attach it to ``ws``, or reject the hello."""
         if negotiate_version(hello.versions) is None:
             refused = rejection("unsupported_version", "no common protocol version")
+            await wire.reject(ws, refused.rejected, refused.close_code)
+            return None
+        if self.max_sessions is not None and len(self.hosts) >= self.max_sessions:
+            # §14: no room for a new session; resumes of held sessions are still served.
+            self.metrics.handshake_rejections.labels("overloaded").inc()
+            refused = rejection(
+                "overloaded",
+                f"this server holds its maximum of {self.max_sessions} sessions",
+                retry_after_ms=self.overload_retry_after_ms,
+            )
             await wire.reject(ws, refused.rejected, refused.close_code)
             return None
         session = ServerSession(

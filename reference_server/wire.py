@@ -20,18 +20,26 @@ from reference_server.protocol.messages import Closing, Error, Rejected
 CLOSE_DRAIN_S = 2.0
 
 
-async def send_error(ws: ServerConnection, code: str, message: str) -> None:
+async def send_error(
+    ws: ServerConnection, code: str, message: str, retry_after_ms: int | None = None
+) -> None:
     """Send an unnumbered error (§12); the connection stays open."""
-    await ws.send(codec.encode(Error(code=code, message=message[:500])), text=True)
+    error = Error(code=code, message=message[:500], retry_after_ms=retry_after_ms)
+    await ws.send(codec.encode(error), text=True)
 
 
 async def fail(
-    ws: ServerConnection, metrics: Metrics, code: str, message: str, close_code: int
+    ws: ServerConnection,
+    metrics: Metrics,
+    code: str,
+    message: str,
+    close_code: int,
+    retry_after_ms: int | None = None,
 ) -> None:
     """Send an unnumbered error, then close with ``close_code`` (§12)."""
     metrics.errors.labels(code).inc()
     with contextlib.suppress(ConnectionClosed):
-        await send_error(ws, code, message)
+        await send_error(ws, code, message, retry_after_ms)
         await close_draining(ws, close_code, code)
 
 

@@ -54,6 +54,15 @@ async def _closed(ws: ClientConnection, timeout: float) -> int | None:
     return ws.close_code
 
 
+async def _eventually(condition: Callable[[], bool], timeout: float) -> None:
+    """Wait for server-side state, which notifies no one: poll it, within ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while True:  # nothing here to wait on but time
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+
+
 def _seqs(client: AsyncClient) -> list[int]:
     return [m.seq for m in client.delivered if m.seq is not None]
 
@@ -840,3 +849,100 @@ async def test_forwarded_for_syntax_over_a_real_handshake(lines: list[str], expe
         await ws.send('{"type":"hello","versions":[2]}')
         welcome = codec.decode_server(await ws.recv(decode=False))
     assert expected == getattr(welcome, "client_ip", None)
+
+
+@pytest.mark.asyncio
+async def test_acks_and_pongs_do_not_count_against_the_rate_limit() -> None:
+    """§12.1: a client that acks and pongs far above the rate limit is not flood-closed; the
+    limit's 1008 comes with retry_after_ms, the time the bucket takes to refill."""
+    async with (
+        ReferenceServer(config(max_frames_per_s=10.0, frame_burst=20)) as server,
+        connect(
+            server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+        ) as ws,
+    ):
+        await ws.send('{"type":"hello","versions":[2]}')
+        await ws.recv()
+        for _ in range(200):
+            await ws.send('{"type":"ack","seq":0}')
+            await ws.send('{"type":"pong","nonce":1}')
+        await ws.send('{"type":"ping","nonce":7}')
+        assert b'{"type":"pong","nonce":7}' == await asyncio.wait_for(ws.recv(decode=False), 5)
+        with contextlib.suppress(ConnectionClosed):
+            for i in range(40):
+                await ws.send(f'{{"type":"ping","nonce":{i}}}')
+        frames = []
+        with contextlib.suppress(ConnectionClosed):
+            async with asyncio.timeout(5):
+                while True:
+                    frames.append(codec.decode_server(await ws.recv(decode=False)))
+        errors = [f for f in frames if isinstance(f, Error)]
+        assert [("rate_limited", 2000)] == [(e.code, e.retry_after_ms) for e in errors]
+        assert CloseCode.POLICY_VIOLATION == ws.close_code
+
+
+@pytest.mark.asyncio
+async def test_a_client_paces_its_resends_within_the_advertised_rate() -> None:
+    """§12.1: requests queued while away are resent after resumed; a version-2 client keeps to
+    the advertised rate and burst and is never flood-closed, where a version-1 client (that
+    cannot know the limit) is."""
+    async with ReferenceServer(config(max_frames_per_s=20.0, frame_burst=5)) as server:
+        for versions, flooded in [((2,), False), ((1,), True)]:
+            client = AsyncClient(server.url, token(), versions=versions)
+            await client.connect()
+            await client.drop()
+            ids = [await client.send_user_message(f"queued {n}") for n in range(12)]
+            await client.resume()
+            if flooded:
+                await client.wait_for(
+                    lambda c=client: CloseCode.POLICY_VIOLATION in c.close_codes or None,  # type: ignore[misc]
+                    5,
+                    "the flood close",
+                )
+            else:
+                await client.reply_to(ids[-1], timeout=5)
+                assert {} == client.protocol.unacked
+                assert CloseCode.POLICY_VIOLATION not in client.close_codes
+            await client.drop()
+
+
+@pytest.mark.asyncio
+async def test_a_client_acks_before_half_the_replay_buffer_is_unacknowledged() -> None:
+    """§5.1: with replay_buffer_max 2, a client that would batch 32 deliveries (and wait 30 s)
+    acks every delivery instead, so the server's buffer never overflows while attached."""
+    from reference_server.protocol import SessionConfig
+    from reference_server.protocol.messages import Limits
+
+    limits = Limits(max_frame_bytes=65536, replay_buffer_max=2)
+    async with ReferenceServer(config(session=SessionConfig(limits=limits))) as server:
+        client = AsyncClient(server.url, token(), ack_every=32, ack_delay=30.0)
+        await client.connect()
+        assert 1 == client.effective_ack_every
+        reply = await client.chat("what is 6 * 7")
+        assert client.protocol.session is not None
+        session = server.hosts[client.protocol.session.session_id].session
+        await _eventually(lambda: session.acked_seq == len(reply), 5)
+        assert () == session.replay_buffer
+        await client.drop()
+
+
+@pytest.mark.asyncio
+async def test_a_full_server_answers_hello_with_overloaded_and_keeps_serving_resumes() -> None:
+    """§14: at --max-sessions a hello gets rejected overloaded with retry_after_ms and close
+    1013; the sessions it holds still resume."""
+    async with ReferenceServer(config(max_sessions=1, overload_retry_after_ms=1500)) as server:
+        first = AsyncClient(server.url, token())
+        await first.connect()
+        await first.drop()
+        second = AsyncClient(server.url, token("bob"))
+        refused = await second.connect()
+        assert isinstance(refused, RejectedByServer)
+        assert ("overloaded", 1500, False) == (
+            refused.reason,
+            refused.retry_after_ms,
+            refused.final,
+        )
+        code = await second.wait_for(lambda: second.close_codes[-1:] or None, 5, "close")
+        assert [CloseCode.TRY_AGAIN_LATER] == code
+        assert isinstance(await first.resume(), Attached)
+        await first.drop()
