@@ -18,16 +18,10 @@ from typing import Final
 
 from harness.checkers import metric_samples
 from harness.targets.base import TargetError, fetch_metrics
-from reference_server import admin, auth
+from reference_server import admin, auth, faults
 from reference_server.launcher import ServerProcess, ServerStartError
 
-PLANTED_FAULTS: Final = (
-    "skip_replay",
-    "duplicate_replay",
-    "never_expire",
-    "ignore_ip_policy",
-    "reusable_token",
-)
+PLANTED_FAULTS: Final = faults.PLANTED_FAULTS
 """The rules the reference server can be started with broken (``--plant-fault``)."""
 
 _CONNECTIONS_METRIC: Final = "ws_connections"
