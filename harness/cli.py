@@ -125,6 +125,13 @@ def _scenario_commands() -> tuple[Command, ...]:
         ),
         Command("schema", "print the JSON Schema of scenario files (for editors)", commands.schema),
         Command(
+            "matrix",
+            "run a suite against every planted fault of the reference server; print which "
+            "scenario caught which fault, and the kill rate",
+            commands.matrix,
+            commands.add_matrix_arguments,
+        ),
+        Command(
             "check",
             "judge the histories in results.json again and report any verdict that differs",
             commands.check,

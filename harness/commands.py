@@ -284,3 +284,50 @@ def check(args: argparse.Namespace) -> int:
             print(f"{name}: {line}")
         print(f"{name}: {judged} steps judged again from the history, {len(changed)} differ")
     return exit_codes.OK if not differences else exit_codes.SCENARIO_FAILED
+
+
+# --- matrix --------------------------------------------------------------------------------
+
+
+def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        metavar="NAME",
+        help="plant only this fault (repeatable; default: the whole catalogue)",
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="scenarios run at once (default 2)")
+    parser.add_argument("--output", type=Path, help="write the markdown matrix here as well")
+
+
+def matrix(args: argparse.Namespace) -> int:
+    """Run the suite against every planted fault; print the matrix; exit 1 if one survived."""
+    from harness.matrix import fault_matrix, render
+
+    loaded = _load(args.paths)
+    if loaded is None:
+        return exit_codes.USAGE_ERROR
+    catalogue = registry.planted_faults("reference")
+    faults = args.fault or list(catalogue)
+    unknown = [f for f in faults if f not in catalogue]
+    if unknown:
+        print(
+            f"harness: no planted fault {unknown[0]!r}; the catalogue: {', '.join(catalogue)}",
+            file=sys.stderr,
+        )
+        return exit_codes.USAGE_ERROR
+
+    def progress(name: str, status: str) -> None:
+        print(f"{name}: {status}", file=sys.stderr)
+
+    async def go() -> tuple[str, list[str]]:
+        async with Engine(RunOptions(jobs=args.jobs)) as engine:
+            found = await fault_matrix(engine, loaded, faults, progress)
+        return render(found, suite=" ".join(args.paths)), found.survivors
+
+    text, survivors = asyncio.run(go())
+    sys.stdout.write(text)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    return exit_codes.OK if not survivors else exit_codes.SCENARIO_FAILED

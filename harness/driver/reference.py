@@ -38,7 +38,7 @@ from harness.driver.base import (
 from harness.history import Closed, Delivered, Notice, Outcome, Terms, Turn, Violation
 from harness.scenario.model import Scenario
 from harness.targets.base import Target
-from harness.targets.embedded import EmbeddedTarget
+from harness.targets.embedded import PLANTED_FAULTS, EmbeddedTarget
 from reference_server import admin
 from reference_server.aio_client import AsyncClient, ConnectionLostError, HandshakeRefusedError
 from reference_server.protocol import (
@@ -390,6 +390,9 @@ class ReferenceClock:
 
 class EmbeddedReference:
     """The embedded reference server, one child process per scenario."""
+
+    planted_faults = PLANTED_FAULTS
+    """Its catalogue of faults to plant (``harness matrix``)."""
 
     def capabilities(self, *, virtual_clock: bool) -> frozenset[str]:
         return EmbeddedTarget.capabilities_for(virtual_clock=virtual_clock)
