@@ -171,7 +171,8 @@ class Engine:
         )
 
     async def _watch(self) -> None:
-        """Set the lost flag once Toxiproxy has missed two probes in a row."""
+        """Set the lost flag once Toxiproxy has missed two probes in a row (each bounded by
+        ``Waits.fault_probe``: about 6 s of silence, never one slow answer under load)."""
         misses = 0
         while True:
             await asyncio.sleep(self.options.watchdog_interval)

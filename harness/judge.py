@@ -320,7 +320,16 @@ def _expect(step: m.Expect, s: StepSlice) -> list[Verdict]:
             if (value := getattr(latency, name, None)) is not None
         }
         kind = OPERATION_KINDS[latency.operation]
-        verdicts.append(checkers.latency(latency.operation, durations(s.ops, kind), limits))
+        measured = durations(s.ops, kind)
+        if latency.against is None:
+            verdicts.append(checkers.latency(latency.operation, measured, limits))
+        else:
+            baseline = durations(s.ops, OPERATION_KINDS[latency.against])
+            verdicts.append(
+                checkers.latency_ratio(
+                    latency.operation, measured, latency.against, baseline, limits
+                )
+            )
     for metric in step.metrics:
         verdicts.append(_expect_metric(metric, s))
     if not step.must_fail:
@@ -360,7 +369,7 @@ def _expect_history(h: m.HistoryExpect, s: StepSlice) -> Verdict:
         return _verdict("history", False, f"the server's history could not be read: {why}")
     view = s.view()
     sent = checkers.sent_in_session(s.ops, view.session)
-    return checkers.history(
+    verdict = checkers.history(
         done.body.turns,
         sent,
         count=h.count,
@@ -369,6 +378,11 @@ def _expect_history(h: m.HistoryExpect, s: StepSlice) -> Verdict:
         no_duplicates=h.no_duplicates,
         contains=h.contains,
     )
+    if verdict.passed and h.replies:
+        replies = checkers.replies_stored(done.body.turns, view, sent)
+        if not replies.passed:
+            return replies
+    return verdict
 
 
 def _expect_context(c: m.ContextExpect, s: StepSlice) -> Verdict:

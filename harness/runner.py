@@ -93,8 +93,9 @@ class Waits:
     """For a closing frame still on its way before a close reason is judged."""
     backoff_base: float = 0.05
     backoff_cap: float = 1.0
-    fault_probe: float = 1.0
-    """For Toxiproxy to answer when a step failed, to know whom to blame."""
+    fault_probe: float = 3.0
+    """For Toxiproxy to answer when a step failed, to know whom to blame. Generous: under a
+    herd of connections its API answers slowly, and a slow answer is not a dead one."""
 
     def scaled(self, factor: float) -> Waits:
         return Waits(**{k: v * factor for k, v in self.__dict__.items()})

@@ -120,6 +120,8 @@ class HistoryExpect(_Model, frozen=True, kw_only=True):
     no_loss: bool = True
     no_duplicates: bool = True
     contains: tuple[str, ...] = ()
+    replies: bool = True
+    """Each stored reply to a sent message is the text the client received for it."""
 
 
 class ContextExpect(_Model, frozen=True, kw_only=True):
@@ -173,9 +175,15 @@ LatencyOperation = Literal["connect", "resume", "chat", "history", "context"]
 
 
 class LatencyExpect(_Model, frozen=True, kw_only=True):
-    """Bounds on the latency of one kind of operation, measured over the whole run so far."""
+    """Bounds on the latency of one kind of operation, measured over the whole run so far.
+
+    With ``against: <operation>`` each bound is a ratio to the same statistic of that other
+    operation measured in the same run (``{operation: resume, against: connect, p50: "< 3"}``:
+    a resume's median at most three times a connect's), so a bound holds on a slow machine
+    and a fast one alike and still catches a resume that became far slower than normal."""
 
     operation: LatencyOperation
+    against: LatencyOperation | None = None
     p50: Threshold | None = None
     p95: Threshold | None = None
     p99: Threshold | None = None
@@ -187,10 +195,19 @@ class LatencyExpect(_Model, frozen=True, kw_only=True):
         statistics |= {"max": self.max, "mean": self.mean}
         if all(value is None for value in statistics.values()):
             raise ConstraintError("give at least one of `p50`, `p95`, `p99`, `max`, `mean`")
+        if self.against == self.operation:
+            raise ConstraintError("`against` must name another operation", "against")
         for name, threshold in statistics.items():
-            if threshold is not None and threshold.unit != "s":
+            if threshold is None:
+                continue
+            if self.against is None and threshold.unit != "s":
                 raise ConstraintError(
                     f"a latency bound is a time, like '< 500ms'; got {str(threshold)!r}", name
+                )
+            if self.against is not None and threshold.unit != "":
+                raise ConstraintError(
+                    f"with `against`, a bound is a ratio, like '< 3'; got {str(threshold)!r}",
+                    name,
                 )
 
 
