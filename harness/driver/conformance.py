@@ -661,14 +661,23 @@ async def check_calls_without_a_connection(kit: Kit) -> None:
     DriverError, promptly."""
     short = kit.seconds(0.2)
     fresh = kit.client("fresh")
-    if "resume" in kit.info.capabilities:
+    declared = kit.info.capabilities
+    if "resume" in declared:
         await _expect_driver_error(fresh.resume(short), "resume before any session")
+    if "chat" in declared:
+        await _expect_driver_error(
+            fresh.await_reply("never-sent", short), "await_reply, no session"
+        )
+    if "history" in declared:
+        await _expect_driver_error(fresh.fetch_history(short), "fetch_history before any session")
+    if "context" in declared:
+        await _expect_driver_error(fresh.fetch_context(short), "fetch_context before any session")
     client = kit.client()
     await client.connect()
     await client.disconnect("close")
-    if "chat" in kit.info.capabilities:
+    if "chat" in declared:
         await _expect_driver_error(client.await_reply("never-sent", short), "await_reply offline")
-    if "raw_frames" in kit.info.capabilities:
+    if "raw_frames" in declared:
         await _expect_driver_error(client.send_raw("{}", short), "send_raw offline")
 
 

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -58,7 +58,7 @@ from reference_server.protocol.messages import (
     ToolCall,
 )
 
-__all__ = ["INFO", "MemoryDriver", "factory"]
+__all__ = ["INFO", "MemoryDriver", "MemoryFactory", "factory"]
 
 T = TypeVar("T")
 HISTORY_PAGE: Final = 200
@@ -449,17 +449,16 @@ def _delivered(stream: str, message: ServerSequenced) -> Delivered:
     )
 
 
-class _Factory:
-    """The entry point of the ``memory`` driver (a ``DriverFactory``)."""
+class MemoryFactory:
+    """The entry point of the ``memory`` driver. It brings no ``embedded`` target: the engine
+    puts a Toxiproxy proxy in front of every target, and Toxiproxy cannot act on in-memory
+    links (use ``MemoryTarget`` and ``MemoryFaults`` with ``ScenarioRun`` directly)."""
 
-    info: DriverInfo = INFO
+    info = INFO
 
-    def __call__(self, config: ClientConfig, observe: Observe) -> MemoryDriver:
+    def __call__(self, config: ClientConfig, observe: Observe) -> Driver:
+        # Returned as a `Driver`: mypy checks here that MemoryDriver meets the contract.
         return MemoryDriver(config, observe)
 
 
-factory: Final = _Factory()
-
-if TYPE_CHECKING:  # mypy checks that the driver and its factory keep the contract
-    _driver: type[Driver] = MemoryDriver
-    _factory: DriverFactory = factory
+factory: DriverFactory = MemoryFactory()
