@@ -23,6 +23,7 @@ the embedded reference server, latency histograms, and the ``slow_close`` toxic.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import itertools
 import math
@@ -46,6 +47,7 @@ from reference_server.protocol import (
     RemoteProtocolError,
     RequestReceived,
     ResumeAccepted,
+    ResumeRefused,
     ServerSession,
     SessionConfig,
     SessionEvent,
@@ -55,6 +57,7 @@ from reference_server.protocol import (
     negotiate_version,
     rejection,
 )
+from reference_server.protocol.addresses import canonical
 from reference_server.protocol.messages import (
     AgentContext,
     AgentContextData,
@@ -234,13 +237,9 @@ class MemoryWorld:
         capabilities = base.capabilities
         if CAPABILITY_VIRTUAL_CLOCK not in capabilities:
             capabilities = (*capabilities, CAPABILITY_VIRTUAL_CLOCK)
-        self.session_config = SessionConfig(
-            windows=base.windows,
-            heartbeat=base.heartbeat,
-            limits=base.limits,
-            ip_policy=base.ip_policy,
-            capabilities=capabilities,
-            used_tokens_kept=base.used_tokens_kept,
+        # What is advertised is what the world enforces (as reference_server.app does).
+        self.session_config = dataclasses.replace(
+            base, capabilities=capabilities, reauth_max_age_s=reauth_max_age_s
         )
         self.now = start
         """The server's virtual clock, in seconds."""
@@ -317,15 +316,19 @@ class MemoryWorld:
         return link
 
     def _client_ip(self, peer: str, forwarded_for: str | None) -> str:
-        """The peer, or X-Forwarded-For's nearest untrusted hop from a trusted proxy (as the
-        reference server decides it)."""
-        if not forwarded_for or not self._trusts(peer):
-            return peer
-        hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-        for hop in reversed(hops):
+        """The peer, or what a trusted proxy says in X-Forwarded-For, in canonical form, as the
+        reference server decides it (§10.1): from the right, skip trusted proxies; the first
+        other node is the client, or the last trusted one when that node is no address."""
+        nearest = canonical(peer)
+        if not forwarded_for or not self._trusts(nearest):
+            return nearest
+        for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+            if not _is_address(hop):
+                return nearest
             if not self._trusts(hop):
-                return hop
-        return hops[0] if hops else peer
+                return canonical(hop)
+            nearest = canonical(hop)
+        return nearest
 
     def _trusts(self, address: str) -> bool:
         try:
@@ -691,13 +694,7 @@ class MemoryWorld:
         now = self.now
         host = self.hosts.get(resume.session_id)
         if host is None:
-            reason = self.store.tombstone(resume.session_id)
-            refused = rejection(
-                "session_expired" if reason == "expired" else "session_unknown",
-                f"no session {resume.session_id}" + (f" ({reason})" if reason else ""),
-            )
-            if reason == "revoked":
-                refused = rejection("session_revoked", "session was revoked")
+            refused = self._gone(resume.session_id)
             self._count("ws_resumes_total", refused.rejected.reason)
             self._reject(link, refused.rejected, refused.close_code)
             return
@@ -734,6 +731,18 @@ class MemoryWorld:
         self._count("ws_resumes_total", result.outcome)
         self._count("ws_replayed_messages_total", amount=result.replayed)
         self._flush(host)
+
+    def _gone(self, session_id: str) -> ResumeRefused:
+        """The answer to a resume of a session the server does not hold (§8.3)."""
+        reason = self.store.tombstone(session_id)
+        if reason == "revoked":
+            return rejection("session_revoked", "session was revoked")
+        if reason == "closed":  # §7.4: ended by bye
+            return rejection("session_closed", f"session {session_id} was ended by bye")
+        return rejection(
+            "session_expired" if reason == "expired" else "session_unknown",
+            f"no session {session_id}" + (f" ({reason})" if reason else ""),
+        )
 
     def _react(self, host: _Host, events: list[SessionEvent]) -> None:
         for event in events:
@@ -774,7 +783,9 @@ class MemoryWorld:
             )
             host.history_len += 2
             host.context = turn.context
-            self._commit(host, new_ids=(request.id,), history=history, context=turn.context)
+            self._commit(
+                host, new_ids=((request.id, request.seq),), history=history, context=turn.context
+            )
         elif isinstance(request, GetConversationHistory):
             started = time.perf_counter()
             page = self.store.history(
@@ -791,7 +802,7 @@ class MemoryWorld:
                     retrieval_ms=elapsed_ms,
                 )
             )
-            self._commit(host, new_ids=(request.id,))
+            self._commit(host, new_ids=((request.id, request.seq),))
         elif isinstance(request, GetAgentContext):
             context = self.store.context(session.session_id) or agent.new_context()
             session.send(
@@ -799,7 +810,7 @@ class MemoryWorld:
                     seq=seq, in_reply_to=request.id, context=context, retrieval_ms=0.0
                 )
             )
-            self._commit(host, new_ids=(request.id,))
+            self._commit(host, new_ids=((request.id, request.seq),))
 
     # --- the server: frames out --------------------------------------------------------------
 
@@ -849,7 +860,7 @@ class MemoryWorld:
         self,
         host: _Host,
         *,
-        new_ids: tuple[str, ...] = (),
+        new_ids: tuple[tuple[str, int], ...] = (),
         history: Sequence[HistoryEntry] = (),
         context: AgentContextData | None = None,
     ) -> None:
@@ -862,6 +873,7 @@ class MemoryWorld:
                 snapshot=session.snapshot(),
                 replay=session.replay_buffer,
                 new_request_ids=new_ids,
+                request_ids_from=session.request_ids_from,
                 new_history=history,
                 context=context,
             )
@@ -905,7 +917,7 @@ class MemoryWorld:
     def restart(self) -> None:
         """Kill the server and start it again on its store: every connection is cut without a
         word, metrics start from zero, sessions come back from what the store holds (those
-        that were attached count as dropped when last heard from)."""
+        that were attached are detached as of the restart, ``ServerSession.restore``)."""
         for link in list(self.links):
             link.server_open = False  # killed: nothing is committed on the way down
             self._close_client_side(link, ABNORMAL_CLOSURE)
@@ -993,6 +1005,14 @@ def _resident_bytes() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return float(pages * os.sysconf("SC_PAGE_SIZE"))
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _loop_time() -> float:

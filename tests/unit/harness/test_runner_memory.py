@@ -11,6 +11,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -32,10 +33,10 @@ from harness.history import (
     bodies,
     completion,
 )
-from harness.plan import ClockMode
+from harness.plan import ClockMode, plan
 from harness.results import StepResult
 from harness.runner import FaultLayerDownError, ScenarioRun, Waits
-from harness.scenario import load_text
+from harness.scenario import load, load_text
 from harness.scenario import model as m
 from harness.targets.memory import MemoryTarget, MemoryWorld, Tamper, doubling, losing
 from reference_server.protocol import codec
@@ -1068,3 +1069,35 @@ async def test_must_fail_fails_when_every_check_passes() -> None:
     ran = await run(CHAT_THEN_DELIVERY.replace("order: true}", "order: true}\n    must_fail: true"))
     assert "failed" == ran.statuses["6"]
     assert [("delivery (must fail)", True), ("must fail", False)] == ran.verdicts("6")
+
+
+# --- the seed suite -------------------------------------------------------------------------------
+
+SEED = sorted((Path(__file__).parents[3] / "scenarios" / "seed").glob("*.yaml"))
+NEEDS_THE_EMBEDDED_SERVER = {"07_harness_catches_faults.yaml"}  # a planted fault
+SLOWER_THAN_A_SECOND = {"06_client_errors.yaml"}  # waits out a 1 s chat timeout on purpose
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in SEED if p.name not in NEEDS_THE_EMBEDDED_SERVER | SLOWER_THAN_A_SECOND],
+    ids=lambda p: p.stem,
+)
+async def test_a_seed_scenario_passes_on_the_memory_world(path: Path) -> None:
+    """A seed scenario the memory world can run passes there, step for step."""
+    sc = load(path)
+    decided = plan(sc, driver=factory.info.capabilities, target=MemoryTarget.capabilities)
+    assert decided.clock is not None
+    ran = await run(sc, clock=decided.clock)
+    assert [] == [(s.path, s.message) for s in ran.steps if s.status != "passed"]
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_THE_EMBEDDED_SERVER))
+async def test_a_seed_scenario_with_a_planted_fault_is_skipped_on_the_memory_world(
+    name: str,
+) -> None:
+    """A scenario that needs the embedded reference server's planted faults is skipped before
+    it starts, for lack of the ``embedded`` target capability."""
+    sc = load(next(p for p in SEED if p.name == name))
+    decided = plan(sc, driver=factory.info.capabilities, target=MemoryTarget.capabilities)
+    assert ["embedded"] == [missing.capability for missing in decided.missing]
