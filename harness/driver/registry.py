@@ -20,6 +20,7 @@ GROUP: Final = "ws_continuity.drivers"
 
 _BUILTIN: Final[dict[str, str]] = {
     "reference": "harness.driver.reference:factory",
+    "memory": "harness.driver.memory:factory",
 }
 
 
