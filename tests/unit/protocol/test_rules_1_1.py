@@ -7,10 +7,12 @@ import dataclasses
 import pytest
 
 from reference_server.protocol import (
+    ClientProtocol,
     ClientState,
     RemoteProtocolError,
     ResumeAccepted,
     ResumeRefused,
+    ServerClosing,
     SessionConfig,
     SessionState,
 )
@@ -131,3 +133,53 @@ def test_a_real_epoch_change_is_epoch_changed_with_nothing_missed() -> None:
     assert isinstance(result, ResumeAccepted)
     assert ("degraded", None) == (result.outcome, result.missed)
     assert ("e1",) == pair.server.snapshot().previous_epochs
+
+
+def _attached_client() -> ClientProtocol:
+    client = ClientProtocol()
+    client.hello()
+    client.data_to_send()
+    welcome = (
+        '{"type":"welcome","protocol_version":2,"session_id":"s","resume_token":"t",'
+        '"epoch":"e","windows":{"full_s":30,"resumable_s":300},'
+        '"heartbeat":{"interval_s":10,"timeout_s":30},'
+        '"limits":{"max_frame_bytes":65536,"replay_buffer_max":1024},'
+        '"ip_policy":"allow","capabilities":["replay","teleportation"],"client_ip":"::1"}'
+    )
+    client.receive(welcome)
+    return client
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "final"),
+    [
+        (4001, "session_taken_over", False),
+        (4001, "moved", False),
+        (4004, "x", True),
+        (4999, "y", False),
+    ],
+)
+def test_a_client_decides_a_closing_on_its_code_whatever_its_reason(
+    code: int, reason: str, final: bool
+) -> None:
+    """§4.2, §13.1: closing.reason is open and informational; 4004, 4005, 4008 are final,
+    any other code leaves the session resumable. Unknown capabilities are ignored."""
+    client = _attached_client()
+    assert client.session is not None
+    assert ("replay", "teleportation") == client.session.capabilities
+    (event,) = client.receive(
+        f'{{"type":"closing","code":{code},"reason":"{reason}","message":""}}'
+    )
+    assert isinstance(event, ServerClosing)
+    assert final == event.final
+    assert (ClientState.CLOSED if final else ClientState.DISCONNECTED) == client.state
+
+
+def test_a_client_reports_an_ack_above_its_last_request_and_goes_on() -> None:
+    """§5.1: an ack for a client seq never sent is the server's violation: reported, and the
+    client's state is untouched."""
+    client = _attached_client()
+    client.send_user_message("hi")
+    with pytest.raises(RemoteProtocolError, match="never sent"):
+        client.receive('{"type":"ack","seq":5}')
+    assert (ClientState.ATTACHED, [1]) == (client.state, list(client.unacked))
