@@ -167,7 +167,8 @@ class ScenarioRun:
             credential=self.target.credential_for(spec.user or spec.name),
             route=route,
         )
-        seed = None if self.seed is None else hash((self.seed, spec.name))
+        # A string seed: random.Random hashes it the same in every process (hash() does not).
+        seed = None if self.seed is None else f"{self.seed}:{spec.name}"
         return ClientState(spec, self.factory(config, observe), route, random.Random(seed))
 
     def _connect_to(self, spec: m.ClientSpec) -> tuple[str, int] | None:
@@ -375,8 +376,8 @@ class ScenarioRun:
         retry: bool,
     ) -> Outcome:
         """Connect or resume: one recorded operation per attempt; while ``retry``, back off
-        exponentially with full jitter (§14 of the reference protocol, and good manners for
-        any server) after a failure or an answer that says when to retry, until ``timeout``."""
+        exponentially with equal jitter after a failure or an answer that says when to retry,
+        until ``timeout``."""
         deadline = time.monotonic() + timeout
         name = client.spec.name
         for number in range(1, 10_000):
@@ -402,8 +403,11 @@ class ScenarioRun:
         raise DriverError(f"gave up after {number} attempts")
 
     def _backoff(self, client: ClientState, attempt: int, floor: float | None) -> float:
-        cap = min(self.waits.backoff_cap, self.waits.backoff_base * 2 ** (attempt - 1))
-        return max(floor or 0.0, client.random.uniform(0, cap))
+        """Equal jitter (the reference protocol's §14.1, good manners towards any server):
+        a uniform draw in [d/2, d] for d = min(cap, base * 2**(attempt-1)), never a retry at
+        once, never below the wait the target asked for."""
+        ceiling = min(self.waits.backoff_cap, self.waits.backoff_base * 2 ** (attempt - 1))
+        return max(floor or 0.0, client.random.uniform(ceiling / 2, ceiling))
 
     async def _connect(self, client: ClientState) -> str:
         outcome = await self._attach(

@@ -47,6 +47,7 @@ from reference_server.protocol import (
     ClientProtocol,
     ClientState,
     DuplicateDelivery,
+    LocalProtocolError,
     RejectedByServer,
     RemoteProtocolError,
     ServerClosing,
@@ -185,6 +186,8 @@ class ReferenceDriver:
                 raise DriverError(f"{session_of.name} has no session to take over")
             protocol.session, protocol.last_seq = other.session, other.last_seq
             protocol.state = ClientState.DISCONNECTED
+        if protocol.session is None:
+            raise DriverError("resume: the client holds no session to resume")
         if token == "previous":
             return await self._replay_previous_token(timeout)
         return await self._attempt("resume", self.client.resume, timeout, after=protocol.last_seq)
@@ -280,7 +283,10 @@ class ReferenceDriver:
     # --- requests ------------------------------------------------------------------------
 
     async def send_message(self, text: str) -> str:
-        return await self.client.send_user_message(text)
+        try:
+            return await self.client.send_user_message(text)
+        except LocalProtocolError as exc:  # no session to send in (never connected, or closed)
+            raise DriverError(f"send: {exc}") from None
 
     async def await_reply(self, message_id: str, timeout: float) -> int:
         try:
@@ -303,14 +309,14 @@ class ReferenceDriver:
                 if page.next_before is None:
                     return turns
                 before = page.next_before
-        except (TimeoutError, ConnectionLostError) as exc:
-            raise DriverError(f"history: {type(exc).__name__}") from None
+        except (TimeoutError, ConnectionLostError, LocalProtocolError) as exc:
+            raise DriverError(f"history: {type(exc).__name__}: {exc}") from None
 
     async def fetch_context(self, timeout: float) -> Mapping[str, Any]:
         try:
             answer: AgentContext = await self.client.agent_context(timeout)
-        except (TimeoutError, ConnectionLostError) as exc:
-            raise DriverError(f"context: {type(exc).__name__}") from None
+        except (TimeoutError, ConnectionLostError, LocalProtocolError) as exc:
+            raise DriverError(f"context: {type(exc).__name__}: {exc}") from None
         context: dict[str, Any] = msgspec.to_builtins(answer.context)
         return context
 
