@@ -71,6 +71,8 @@ def needs(step: m.Step) -> set[str]:
     match step:
         case m.Chat():
             out.add("chat")
+            if step.resend is not None:
+                out.add("resend")
         case m.Send():
             out.add("raw_frames")
         case m.Drop(how="server_restart"):
@@ -88,6 +90,8 @@ def needs(step: m.Step) -> set[str]:
         case m.Expect():
             if step.history is not None:
                 out.add("history")
+                if step.history.page_size is not None:
+                    out.add("history_pages")
             if step.context is not None:
                 out.add("context")
             if step.resume is not None:
@@ -97,6 +101,8 @@ def needs(step: m.Step) -> set[str]:
                     out.add("close_reason")
             if step.metrics:
                 out.add("metrics")
+            if step.store is not None:
+                out.add("inspect_store")
         case _:
             pass
     return out

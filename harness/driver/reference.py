@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
-from websockets.exceptions import InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from harness.driver.base import (
     ClientConfig,
@@ -52,6 +52,7 @@ from reference_server.protocol import (
     RemoteProtocolError,
     ServerClosing,
     UnnumberedError,
+    codec,
 )
 from reference_server.protocol import Delivered as ProtocolDelivered
 from reference_server.protocol.messages import (
@@ -61,6 +62,7 @@ from reference_server.protocol.messages import (
     SecurityNotice,
     ServerSequenced,
     ToolCall,
+    UserMessage,
 )
 
 HISTORY_PAGE = 200
@@ -76,8 +78,10 @@ INFO = DriverInfo(
             "resume_previous_token",
             "take_over",
             "history",
+            "history_pages",
             "context",
             "raw_frames",
+            "resend",
             "source_ip",
             "forwarded_for",
             "notices",
@@ -107,6 +111,7 @@ class ReferenceDriver:
         self.client.on_close = self._on_close
         self.client.on_error = self._on_error
         self.tokens_seen: list[str] = []
+        self._sent: dict[str, UserMessage] = {}
         self._closing_reason: str | None = None
         self._closing_ourselves = False
         self.set_route(config.route)
@@ -284,9 +289,33 @@ class ReferenceDriver:
 
     async def send_message(self, text: str) -> str:
         try:
-            return await self.client.send_user_message(text)
+            message_id = await self.client.send_user_message(text)
         except LocalProtocolError as exc:  # no session to send in (never connected, or closed)
             raise DriverError(f"send: {exc}") from None
+        sent = next((r for r in self.client.protocol.unacked.values() if r.id == message_id), None)
+        if isinstance(sent, UserMessage):
+            self._sent[message_id] = sent
+        return message_id
+
+    async def resend(self, message_id: str, *, renumber: bool, timeout: float) -> None:
+        """§6: the same request again, under its own seq (a resend the server must only ack)
+        or under a new seq (a renumbered resend it must answer with `duplicate`); then a
+        context request as a barrier: the server answers in order (§6), so once it is
+        answered, whatever the resend got has arrived."""
+        request = self._sent.get(message_id)
+        if request is None:
+            raise DriverError(f"resend: {message_id} was not sent by this client")
+        ws = self.client.ws
+        if ws is None or not self.client.connected:
+            raise DriverError("resend: not connected")
+        try:
+            if renumber:
+                await self.client.send_user_message(request.text, message_id)
+            else:
+                await ws.send(codec.encode(request), text=True)
+            await self.client.agent_context(timeout)
+        except (TimeoutError, ConnectionLostError, LocalProtocolError, ConnectionClosed) as exc:
+            raise DriverError(f"resend: {type(exc).__name__}: {exc}") from None
 
     async def await_reply(self, message_id: str, timeout: float) -> int:
         try:
@@ -295,13 +324,14 @@ class ReferenceDriver:
             raise DriverError(f"no complete reply to {message_id}: {type(exc).__name__}") from None
         return len(reply)
 
-    async def fetch_history(self, timeout: float) -> list[Turn]:
-        """Every stored turn, oldest first, fetched page by page."""
+    async def fetch_history(self, timeout: float, *, page_size: int | None = None) -> list[Turn]:
+        """Every stored turn, oldest first, fetched page by page (§11.2: `before` walks back)."""
         turns: list[Turn] = []
         before: int | None = None
+        limit = page_size or HISTORY_PAGE
         try:
             while True:
-                page: ConversationHistory = await self.client.history(before, HISTORY_PAGE, timeout)
+                page: ConversationHistory = await self.client.history(before, limit, timeout)
                 turns[:0] = [
                     Turn(index=e.index, role=e.role, message_id=e.message_id, text=e.text)
                     for e in page.entries
