@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from harness import exit_codes, results
+from harness import baseline, exit_codes, results
 from harness.driver import registry
 from harness.engine import Engine, RunOptions
 from harness.report import junit, markdown, write_all
@@ -76,6 +76,21 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "plugins register more in the ws_continuity.drivers entry-point group)",
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="RESULTS",
+        help="a saved results.json: a scenario whose median connect, resume, chat, history or "
+        "context time is more than --tolerance above that run's fails",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=_ratio,
+        default=0.5,
+        metavar="RATIO",
+        help="how much slower than the baseline is still fine: 0.5 or 50%% (default 50%%); a "
+        "regression must also exceed 5 ms",
+    )
+    parser.add_argument(
         "--allow-skipped",
         action="store_true",
         help="exit 0 when no scenario ran (the reports still say nothing was verified)",
@@ -101,7 +116,15 @@ def run_scenarios(args: argparse.Namespace) -> int:
     except registry.DriverNotFoundError as error:
         print(f"harness: {error}", file=sys.stderr)
         return exit_codes.USAGE_ERROR
+    saved = None
+    if args.baseline is not None:
+        try:
+            saved = baseline.load(args.baseline, tolerance=args.tolerance, floor=0.005)
+        except ValueError as error:
+            print(f"harness: --baseline: {error}", file=sys.stderr)
+            return exit_codes.USAGE_ERROR
     options = RunOptions(
+        baseline=saved,
         target_url=args.target,
         token_env=args.token_env,
         admin_token_env=args.admin_token_env,
@@ -178,6 +201,17 @@ def exit_code(record: RunResult) -> int:
     if verdict == "nothing_verified":
         return exit_codes.OK if record.allow_skipped else exit_codes.NOTHING_VERIFIED
     return exit_codes.OK if verdict == "passed" else exit_codes.SCENARIO_FAILED
+
+
+def _ratio(text: str) -> float:
+    """``0.5`` or ``50%``, as a ratio."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a ratio: {text!r} (write 0.5 or 50%)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a tolerance is not negative: {text!r}")
+    return value
 
 
 def _valid_shard(text: str) -> bool:

@@ -28,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
+from harness import baseline
+from harness.baseline import Baseline
 from harness.driver import registry
 from harness.driver.base import DriverFactory, EmbeddedTargets
 from harness.errors import HarnessInfrastructureError
@@ -60,6 +62,8 @@ class RunOptions:
     """Seeds the clients' backoff jitter; recorded in the report (Toxiproxy ignores seeds)."""
     allow_skipped: bool = False
     """A run that verified nothing exits 0 (the reports still say it verified nothing)."""
+    baseline: Baseline | None = None
+    """A saved run to compare each scenario's latencies with (``--baseline``)."""
     watchdog_interval: float = 0.5
 
 
@@ -290,6 +294,13 @@ class Engine:
                 result.status = "error" if any(s.status == "error" for s in run.steps) else "failed"
             else:
                 result.status = "passed"
+            if result.status == "passed" and self.options.baseline is not None:
+                result.history = history.ops
+                against = baseline.compare(result, self.options.baseline)
+                if against is not None:
+                    result.steps.append(against)
+                    if against.status == "failed":
+                        result.status = "failed"
         except HarnessInfrastructureError as exc:
             result.status, result.error, result.infrastructure = (
                 "error",
