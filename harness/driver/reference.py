@@ -23,6 +23,7 @@ from typing import Any, Literal
 import msgspec
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from harness.driver import connect_errors
 from harness.driver.base import (
     ClientConfig,
     Driver,
@@ -218,12 +219,16 @@ class ReferenceDriver:
         try:
             answer = await how(max(0.05, timeout))
         except HandshakeRefusedError as exc:
-            raise DriverError(
-                f"{kind}: handshake refused: {exc}", retry_after=_seconds(exc.retry_after)
-            ) from None
-        except (OSError, TimeoutError, ConnectionLostError, InvalidHandshake) as exc:
+            said = connect_errors.describe(exc, self.client.url, status=exc.status, body=exc.body)
+            raise DriverError(f"{kind}: {said}", retry_after=_seconds(exc.retry_after)) from None
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
             # InvalidHandshake: the network broke the HTTP upgrade (no or a cut response).
-            raise DriverError(f"{kind}: {type(exc).__name__}: {exc}") from None
+            said = connect_errors.describe(exc, self.client.url)
+            raise DriverError(f"{kind}: {said}") from None
+        except ConnectionLostError as exc:
+            raise DriverError(
+                f"{kind}: the connection was lost during the handshake: {exc}"
+            ) from None
         if isinstance(answer, RejectedByServer):
             after_s = answer.retry_after_ms / 1000 if answer.retry_after_ms else None
             return Outcome(kind="rejected", reason=answer.reason, retry_after=after_s)
