@@ -41,12 +41,14 @@ from harness.history import (
     FetchMetrics,
     History,
     HistoryPage,
+    InspectStore,
     MetricsValue,
     Observation,
     Outcome,
     RawAnswer,
     RealWait,
     Replied,
+    Resend,
     Restart,
     Resume,
     Retry,
@@ -57,13 +59,14 @@ from harness.history import (
     SnapshotTaken,
     StepEnd,
     StepStart,
+    StoredRows,
 )
 from harness.history import Connect as ConnectOp
 from harness.judge import StepSlice, judge
 from harness.plan import ClockMode
 from harness.results import StepResult
 from harness.scenario import model as m
-from harness.targets.base import Target
+from harness.targets.base import InspectsStore, Target
 
 T = TypeVar("T")
 
@@ -446,6 +449,14 @@ class ScenarioRun:
                 if step.expect == "timeout":
                     return "no complete reply in time"
                 raise
+            if step.resend is not None:
+                renumber = step.resend == "new_seq"
+                await self._call(
+                    name,
+                    Resend(message_id=message_id, renumber=renumber),
+                    driver.resend(message_id, renumber=renumber, timeout=float(step.timeout)),
+                    lambda _: Done(),
+                )
         return f"{step.messages} message(s)"
 
     async def _send(self, client: ClientState, step: m.Send) -> str:
@@ -576,10 +587,10 @@ class ScenarioRun:
         self.history.complete(op, "ok", ContextValue(context=dict(context)))
         return op
 
-    async def _fetch_history(self, client: ClientState) -> int:
-        op = self.history.invoke(client.spec.name, FetchHistory())
+    async def _fetch_history(self, client: ClientState, page_size: int | None = None) -> int:
+        op = self.history.invoke(client.spec.name, FetchHistory(page_size=page_size))
         try:
-            turns = await client.driver.fetch_history(self.waits.fetch)
+            turns = await client.driver.fetch_history(self.waits.fetch, page_size=page_size)
         except DriverError as exc:
             self.history.complete(op, "fail", Failure(error=str(exc)))
             raise
@@ -610,7 +621,7 @@ class ScenarioRun:
         client = self._client(client_name) if step.needs_client else None
         if step.history is not None:
             assert client is not None
-            await self._fetch_history(client)
+            await self._fetch_history(client, step.history.page_size)
         if step.context is not None:
             assert client is not None
             await self._fetch_context(client)
@@ -623,7 +634,25 @@ class ScenarioRun:
                 await self._fetch_context(client)
         if any(metric.between is None for metric in step.metrics):
             await self._metrics()
+        if step.store is not None:
+            assert client is not None
+            await self._inspect_store(client)
         return "judged"
+
+    async def _inspect_store(self, client: ClientState) -> None:
+        """Read the rows of the client's last session (as the history knows it)."""
+        session = checkers.client_view(self.history.ops, client.spec.name).session
+        if session is None:
+            raise StepFailedError(f"{client.spec.name} has held no session to look for")
+        target = self.target
+        if not isinstance(target, InspectsStore):
+            raise StepFailedError("the target's store cannot be inspected")
+        await self._call(
+            "target",
+            InspectStore(session=session),
+            target.stored_rows(session),
+            lambda rows: StoredRows(rows=dict(rows)),
+        )
 
 
 def apply_verdicts(result: StepResult, verdicts: list[Verdict], *, fallback: str = "") -> None:

@@ -47,6 +47,7 @@ from reference_server.protocol import (
     RemoteProtocolError,
     ServerClosing,
     UnnumberedError,
+    codec,
 )
 from reference_server.protocol import Delivered as ProtocolDelivered
 from reference_server.protocol.messages import (
@@ -56,6 +57,7 @@ from reference_server.protocol.messages import (
     SecurityNotice,
     ServerSequenced,
     ToolCall,
+    UserMessage,
 )
 
 __all__ = ["INFO", "MemoryDriver", "MemoryFactory", "factory"]
@@ -75,8 +77,10 @@ INFO: Final = DriverInfo(
             "resume_previous_token",
             "take_over",
             "history",
+            "history_pages",
             "context",
             "raw_frames",
+            "resend",
             "source_ip",
             "forwarded_for",
             "notices",
@@ -97,6 +101,7 @@ class MemoryDriver:
         self.credential = config.credential
         self.route = config.route
         self.protocol = ClientProtocol(on_gap="report", client_name=config.name)
+        self._sent: dict[str, UserMessage] = {}
         self.link: Link | None = None
         self.events: list[ClientEvent] = []
         self.close_codes: list[int | None] = []
@@ -340,7 +345,27 @@ class MemoryDriver:
         except LocalProtocolError as exc:
             raise DriverError(f"send: {exc}") from None
         self._flush()
+        self._sent[request.id] = request
         return request.id
+
+    async def resend(self, message_id: str, *, renumber: bool, timeout: float) -> None:
+        """As the reference driver: the same request under its own seq or a new one, then a
+        context request as a barrier."""
+        request = self._sent.get(message_id)
+        if request is None:
+            raise DriverError(f"resend: {message_id} was not sent by this client")
+        link = self.link
+        if link is None or not self.connected:
+            raise DriverError("resend: not connected")
+        if renumber:
+            try:
+                self.protocol.send_user_message(request.text, message_id)
+            except LocalProtocolError as exc:
+                raise DriverError(f"resend: {exc}") from None
+            self._flush()
+        else:
+            link.send(codec.encode(request))
+        await self.fetch_context(timeout)
 
     async def await_reply(self, message_id: str, timeout: float) -> int:
         def complete() -> list[ServerSequenced] | None:
@@ -362,13 +387,13 @@ class MemoryDriver:
 
         return await self._wait(found, timeout, what, while_connected=True)
 
-    async def fetch_history(self, timeout: float) -> list[Turn]:
+    async def fetch_history(self, timeout: float, *, page_size: int | None = None) -> list[Turn]:
         """Every stored turn, oldest first, fetched page by page."""
         turns: list[Turn] = []
         before: int | None = None
         while True:
             try:
-                request = self.protocol.request_history(before, HISTORY_PAGE)
+                request = self.protocol.request_history(before, page_size or HISTORY_PAGE)
             except LocalProtocolError as exc:
                 raise DriverError(f"history: {exc}") from None
             self._flush()

@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
-from websockets.exceptions import InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from harness.driver import connect_errors
 from harness.driver.base import (
     ClientConfig,
     Driver,
@@ -52,6 +53,7 @@ from reference_server.protocol import (
     RemoteProtocolError,
     ServerClosing,
     UnnumberedError,
+    codec,
 )
 from reference_server.protocol import Delivered as ProtocolDelivered
 from reference_server.protocol.messages import (
@@ -61,6 +63,7 @@ from reference_server.protocol.messages import (
     SecurityNotice,
     ServerSequenced,
     ToolCall,
+    UserMessage,
 )
 
 HISTORY_PAGE = 200
@@ -76,8 +79,10 @@ INFO = DriverInfo(
             "resume_previous_token",
             "take_over",
             "history",
+            "history_pages",
             "context",
             "raw_frames",
+            "resend",
             "source_ip",
             "forwarded_for",
             "notices",
@@ -107,6 +112,7 @@ class ReferenceDriver:
         self.client.on_close = self._on_close
         self.client.on_error = self._on_error
         self.tokens_seen: list[str] = []
+        self._sent: dict[str, UserMessage] = {}
         self._closing_reason: str | None = None
         self._closing_ourselves = False
         self.set_route(config.route)
@@ -213,12 +219,16 @@ class ReferenceDriver:
         try:
             answer = await how(max(0.05, timeout))
         except HandshakeRefusedError as exc:
-            raise DriverError(
-                f"{kind}: handshake refused: {exc}", retry_after=_seconds(exc.retry_after)
-            ) from None
-        except (OSError, TimeoutError, ConnectionLostError, InvalidHandshake) as exc:
+            said = connect_errors.describe(exc, self.client.url, status=exc.status, body=exc.body)
+            raise DriverError(f"{kind}: {said}", retry_after=_seconds(exc.retry_after)) from None
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
             # InvalidHandshake: the network broke the HTTP upgrade (no or a cut response).
-            raise DriverError(f"{kind}: {type(exc).__name__}: {exc}") from None
+            said = connect_errors.describe(exc, self.client.url)
+            raise DriverError(f"{kind}: {said}") from None
+        except ConnectionLostError as exc:
+            raise DriverError(
+                f"{kind}: the connection was lost during the handshake: {exc}"
+            ) from None
         if isinstance(answer, RejectedByServer):
             after_s = answer.retry_after_ms / 1000 if answer.retry_after_ms else None
             return Outcome(kind="rejected", reason=answer.reason, retry_after=after_s)
@@ -284,9 +294,33 @@ class ReferenceDriver:
 
     async def send_message(self, text: str) -> str:
         try:
-            return await self.client.send_user_message(text)
+            message_id = await self.client.send_user_message(text)
         except LocalProtocolError as exc:  # no session to send in (never connected, or closed)
             raise DriverError(f"send: {exc}") from None
+        sent = next((r for r in self.client.protocol.unacked.values() if r.id == message_id), None)
+        if isinstance(sent, UserMessage):
+            self._sent[message_id] = sent
+        return message_id
+
+    async def resend(self, message_id: str, *, renumber: bool, timeout: float) -> None:
+        """§6: the same request again, under its own seq (a resend the server must only ack)
+        or under a new seq (a renumbered resend it must answer with `duplicate`); then a
+        context request as a barrier: the server answers in order (§6), so once it is
+        answered, whatever the resend got has arrived."""
+        request = self._sent.get(message_id)
+        if request is None:
+            raise DriverError(f"resend: {message_id} was not sent by this client")
+        ws = self.client.ws
+        if ws is None or not self.client.connected:
+            raise DriverError("resend: not connected")
+        try:
+            if renumber:
+                await self.client.send_user_message(request.text, message_id)
+            else:
+                await ws.send(codec.encode(request), text=True)
+            await self.client.agent_context(timeout)
+        except (TimeoutError, ConnectionLostError, LocalProtocolError, ConnectionClosed) as exc:
+            raise DriverError(f"resend: {type(exc).__name__}: {exc}") from None
 
     async def await_reply(self, message_id: str, timeout: float) -> int:
         try:
@@ -295,13 +329,14 @@ class ReferenceDriver:
             raise DriverError(f"no complete reply to {message_id}: {type(exc).__name__}") from None
         return len(reply)
 
-    async def fetch_history(self, timeout: float) -> list[Turn]:
-        """Every stored turn, oldest first, fetched page by page."""
+    async def fetch_history(self, timeout: float, *, page_size: int | None = None) -> list[Turn]:
+        """Every stored turn, oldest first, fetched page by page (§11.2: `before` walks back)."""
         turns: list[Turn] = []
         before: int | None = None
+        limit = page_size or HISTORY_PAGE
         try:
             while True:
-                page: ConversationHistory = await self.client.history(before, HISTORY_PAGE, timeout)
+                page: ConversationHistory = await self.client.history(before, limit, timeout)
                 turns[:0] = [
                     Turn(index=e.index, role=e.role, message_id=e.message_id, text=e.text)
                     for e in page.entries

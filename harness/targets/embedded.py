@@ -20,6 +20,7 @@ from harness.checkers import metric_samples
 from harness.targets.base import TargetError, fetch_metrics
 from reference_server import admin, auth, faults
 from reference_server.launcher import ServerProcess, ServerStartError
+from reference_server.store import sqlite
 
 PLANTED_FAULTS: Final = faults.PLANTED_FAULTS
 """The rules the reference server can be started with broken (``--plant-fault``)."""
@@ -69,7 +70,7 @@ class EmbeddedTarget:
     def capabilities_for(*, virtual_clock: bool) -> frozenset[str]:
         """What an embedded target started with (or without) the virtual clock can do."""
         clock = {"virtual_clock"} if virtual_clock else set()
-        return frozenset({"restart", "metrics", "embedded"} | clock)
+        return frozenset({"restart", "metrics", "embedded", "inspect_store"} | clock)
 
     async def start(self) -> None:
         try:
@@ -108,6 +109,10 @@ class EmbeddedTarget:
             if value is None or value <= connected:
                 return
             await asyncio.sleep(0.01)
+
+    async def stored_rows(self, session: str) -> dict[str, int]:
+        """The rows the server's SQLite file holds for ``session``, read as they are on disk."""
+        return await asyncio.to_thread(sqlite.rows_of, self._workdir / "sessions.db", session)
 
     def log_tail(self) -> str:
         return self.process.log_tail()

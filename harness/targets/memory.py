@@ -1075,7 +1075,9 @@ def doubling(kind: type[ServerMessage] = ReplyChunk, *, nth: int = 1) -> Tamper:
 class MemoryTarget:
     """A ``Target`` over a ``MemoryWorld``: restart, a virtual clock and metrics, no sockets."""
 
-    capabilities: frozenset[str] = frozenset({"restart", "virtual_clock", "metrics"})
+    capabilities: frozenset[str] = frozenset(
+        {"restart", "virtual_clock", "metrics", "inspect_store"}
+    )
 
     def __init__(self, world: MemoryWorld | None = None) -> None:
         self.world = world or MemoryWorld()
@@ -1096,6 +1098,9 @@ class MemoryTarget:
 
     async def metrics(self) -> str | None:
         return self.world.metrics_text()
+
+    async def stored_rows(self, session: str) -> dict[str, int]:
+        return self.world.store.rows_of(session)
 
     async def settle(self, connected: int, timeout: float) -> None:
         """Nothing to wait for: the world notices a drop as it happens."""

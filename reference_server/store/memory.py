@@ -42,6 +42,19 @@ class MemoryStore:
         self._sessions: dict[str, _Held] = {}
         self._tombstones: dict[str, tuple[str, float]] = {}
 
+    def rows_of(self, session_id: str) -> dict[str, int]:
+        """What the store holds for one session, counted as the SQLite store's rows are."""
+        held = self._sessions.get(session_id)
+        if held is None:
+            return dict.fromkeys(("sessions", "replay", "request_ids", "history", "context"), 0)
+        return {
+            "sessions": 1,
+            "replay": len(held.replay),
+            "request_ids": len(held.request_ids),
+            "history": len(held.history),
+            "context": 0 if held.context is None else 1,
+        }
+
     def commit(self, change: Change) -> None:
         """Apply one change; the replay tuple is kept by reference, not copied."""
         snapshot = change.snapshot

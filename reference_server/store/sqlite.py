@@ -335,3 +335,22 @@ def _request_ids_with_seq(db: sqlite3.Connection) -> None:
     for sid, data in db.execute("SELECT id, snapshot FROM sessions").fetchall():
         last = _snapshot_decoder.decode(data).last_client_seq
         db.execute("UPDATE request_ids SET seq = ? WHERE session_id = ?", (last, sid))
+
+
+def rows_of(path: str | os.PathLike[str], session_id: str) -> dict[str, int]:
+    """How many rows each table holds for one session, read from the file as it is on disk
+    (a read-only connection: for inspection from outside the server, e.g. by a harness
+    checking that an expired session left nothing behind)."""
+    uri = f"file:{os.fspath(path)}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=5.0)
+    try:
+        counts: dict[str, int] = {}
+        for table in _TABLES:
+            column = "id" if table == "sessions" else "session_id"
+            (count,) = db.execute(
+                f"SELECT count(*) FROM {table} WHERE {column} = ?", (session_id,)
+            ).fetchone()
+            counts[table] = int(count)
+        return counts
+    finally:
+        db.close()

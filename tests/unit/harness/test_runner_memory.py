@@ -23,6 +23,7 @@ from harness.history import (
     ContextValue,
     Disconnect,
     FaultAction,
+    FetchHistory,
     History,
     HistoryPage,
     MetricsValue,
@@ -1101,3 +1102,79 @@ async def test_a_seed_scenario_with_a_planted_fault_is_skipped_on_the_memory_wor
     sc = load(next(p for p in SEED if p.name == name))
     decided = plan(sc, driver=factory.info.capabilities, target=MemoryTarget.capabilities)
     assert ["embedded"] == [missing.capability for missing in decided.missing]
+
+
+# --- checks that catch more: resends, paging ------------------------------------------------------
+
+
+async def test_a_resent_message_is_answered_once_under_either_number() -> None:
+    """Resent under its own seq (only acked) or a new one (answered duplicate), a message is
+    processed once: the chat steps pass and the history holds each message once."""
+    ran = await run(
+        """
+        - connect:
+        - chat: {messages: 2, resend: same_seq}
+        - chat: {messages: 1, resend: new_seq}
+        - expect:
+            history: {count: 6}
+        """
+    )
+    assert passed("1", "2", "3", "4") == ran.statuses
+    assert "2 message(s) answered, resent (same_seq), not processed again" == ran.step("2").message
+
+
+async def test_a_renumbered_resend_without_a_duplicate_answer_fails() -> None:
+    """A server that does not answer a renumbered resend with `duplicate` fails the chat step."""
+    from reference_server.protocol.messages import Duplicate
+
+    ran = await run(
+        "- connect:\n- chat: {messages: 1, resend: new_seq}",
+        prepare=tampered(losing(Duplicate, nth=1)),
+    )
+    assert "failed" == ran.step("2").status
+    assert ran.step("2").seen.startswith("no `duplicate` answer to ")
+
+
+async def test_history_read_in_small_pages_is_judged_whole() -> None:
+    """Read three turns a page, ten turns come back whole and in order."""
+    ran = await run("- connect:\n- chat: 5\n- expect:\n    history: {count: 10, page_size: 3}")
+    assert passed("1", "2", "3") == ran.statuses
+    pages = [op.body for op in ran.ops(FetchHistory) if op.phase == "invoke"]
+    assert [FetchHistory(page_size=3)] == pages
+
+
+async def test_a_page_that_drops_its_oldest_entry_fails_the_history_check() -> None:
+    """A server whose pages each lose their oldest entry (an off-by-one in paging) fails."""
+
+    def drop_oldest(page: ConversationHistory) -> ConversationHistory:
+        return msgspec.structs.replace(page, entries=page.entries[1:])
+
+    ran = await run(
+        "- connect:\n- chat: 5\n- expect:\n    history: {count: 10, page_size: 3}",
+        prepare=tampered(rewriting_history(drop_oldest)),
+    )
+    assert "failed" == ran.step("3").status
+    assert ran.step("3").seen.startswith("the server holds ")
+
+
+async def test_the_store_check_sees_a_live_session_and_an_expired_one() -> None:
+    """A live session is stored; one expired by a 10 min gap has no row left; asking a live
+    session to be gone fails (shown through must_fail)."""
+    ran = await run(
+        """
+        - connect:
+        - chat: 1
+        - expect:
+            store: {gone: false}
+        - expect:
+            store: {gone: true}
+            must_fail: true
+        - drop: close
+        - wait: 10m
+        - resume: {expect: rejected, reason: session_expired}
+        - expect:
+            store: {gone: true}
+        """
+    )
+    assert passed("1", "2", "3", "4", "5", "6", "7", "8") == ran.statuses
+    assert ("store (must fail)", False) == ran.verdicts("4")[0]
