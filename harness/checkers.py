@@ -461,7 +461,11 @@ def latency(operation: str, durations: Sequence[float], limits: Mapping[str, Thr
 
 
 def metric_samples(text: str) -> dict[str, float]:
-    """The first sample of each name in Prometheus text (labelled or not)."""
+    """The first sample of each name in Prometheus text (labelled or not).
+
+    Samples that are not finite (a summary's ``NaN`` quantile before any observation) are left
+    out: no threshold judges them, and JSON has no way to write them (``results.json`` would
+    hold ``null`` where a number must be)."""
     samples: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
@@ -470,9 +474,11 @@ def metric_samples(text: str) -> dict[str, float]:
         if name in samples:
             continue
         try:
-            samples[name] = float(line.rsplit(" ", 1)[1])
+            value = float(line.rsplit(" ", 1)[1])
         except (ValueError, IndexError):
             continue
+        if math.isfinite(value):
+            samples[name] = value
     return samples
 
 

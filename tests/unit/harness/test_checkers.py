@@ -528,6 +528,13 @@ def test_metric_samples_skip_a_malformed_sample() -> None:
     assert {} == checkers.metric_samples("ws_connections many\n")
 
 
+def test_metric_samples_skip_a_sample_that_is_not_finite() -> None:
+    """A NaN quantile (no observation yet) is left out, so results.json stays valid JSON
+    numbers, and a later finite sample of that name is the one read."""
+    text = 'latency{quantile="0.5"} NaN\nlatency{quantile="0.99"} 0.25\nup +Inf\n'
+    assert {"latency": 0.25} == checkers.metric_samples(text)
+
+
 def test_metric_value_against_its_threshold() -> None:
     """A metric's value passes or fails its threshold; a missing metric or no metrics fail."""
     samples = checkers.metric_samples(PROMETHEUS)
