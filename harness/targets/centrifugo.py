@@ -73,7 +73,12 @@ def install_instructions() -> str:
     )
 
 
-def find_centrifugo(*, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
+def find_centrifugo(
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    package_dir: Path | None = None,
+) -> Path:
     """The Centrifugo binary: ``CENTRIFUGO_BINARY``, else ``.tools/bin/centrifugo`` in the
     first ancestor of the working directory (then of this package) that has one, else
     ``centrifugo`` on PATH. ``TargetError`` with install instructions when there is none."""
@@ -87,7 +92,7 @@ def find_centrifugo(*, environ: Mapping[str, str] | None = None, cwd: Path | Non
                 + install_instructions()
             )
         return path.resolve()
-    for start in (cwd or Path.cwd(), PACKAGE_DIR):
+    for start in (cwd or Path.cwd(), package_dir or PACKAGE_DIR):
         for directory in (start.resolve(), *start.resolve().parents):
             candidate = directory / TOOLS_RELATIVE_PATH
             if candidate.is_file() and os.access(candidate, os.X_OK):
