@@ -528,6 +528,18 @@ def test_metric_samples_skip_a_malformed_sample() -> None:
     assert {} == checkers.metric_samples("ws_connections many\n")
 
 
+def test_history_without_no_loss_says_how_many_sent_messages_it_holds() -> None:
+    """With `no_loss: false` the verdict counts the sent messages stored instead of claiming
+    all of them."""
+    sent = [("m1", "a"), ("m2", "b"), ("m3", "c")]
+    turns = [Turn(index=3, role="user", message_id="m3", text="c")]
+    verdict = checkers.history(turns, sent, no_loss=False)
+    assert (True, "1 turns stored; 1 of 3 sent messages once, in order") == (
+        verdict.passed,
+        verdict.message,
+    )
+
+
 def test_metric_samples_skip_a_sample_that_is_not_finite() -> None:
     """A NaN quantile (no observation yet) is left out, so results.json stays valid JSON
     numbers, and a later finite sample of that name is the one read."""
