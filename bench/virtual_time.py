@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.engine import Engine, RunOptions
+from harness.estimate import real_waits
 from harness.results import RunResult
 from harness.scenario import load_files
-from harness.scenario import model as m
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "scenarios" / "seed"
@@ -27,21 +27,6 @@ GOAL_SPEEDUP = 25.0
 """The suite finishes at least this many times faster than its waits."""
 GOAL_WALL_S = 30.0
 RUN_TIMEOUT_S = 300.0
-
-
-def real_waits(steps: Sequence[m.Step], clock: str | None) -> float:
-    """Seconds of the steps that are waited out in real time on the scenario's clock."""
-    total = 0.0
-    for step in steps:
-        if isinstance(step, m.Repeat):
-            total += step.times * real_waits(step.steps, clock)
-        elif isinstance(step, m.Parallel):
-            total += real_waits(step.steps, clock)  # the clients run at once
-        elif isinstance(step, m.Chat) and step.expect == "timeout":
-            total += step.messages * float(step.timeout)
-        elif clock == "real" and isinstance(step, m.Wait | m.Drop) and step.duration:
-            total += float(step.duration)
-    return total
 
 
 @dataclass(frozen=True, slots=True)

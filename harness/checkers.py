@@ -439,13 +439,7 @@ def latency(operation: str, durations: Sequence[float], limits: Mapping[str, Thr
             passed=False,
             message=f"no completed {operation} operation was measured",
         )
-    stats = {
-        "p50": percentile(durations, 50),
-        "p95": percentile(durations, 95),
-        "p99": percentile(durations, 99),
-        "max": max(durations),
-        "mean": sum(durations) / len(durations),
-    }
+    stats = _stats(durations)
     evidence: dict[str, Any] = {k: round(v, 6) for k, v in stats.items()} | {"n": len(durations)}
     for name, threshold in limits.items():
         if not threshold.holds(stats[name]):
@@ -461,6 +455,106 @@ def latency(operation: str, durations: Sequence[float], limits: Mapping[str, Thr
         passed=True,
         message=f"{operation} over {len(durations)} runs: {wanted}",
         evidence=evidence,
+    )
+
+
+def latency_ratio(
+    operation: str,
+    durations: Sequence[float],
+    against: str,
+    baseline: Sequence[float],
+    limits: Mapping[str, Threshold],
+) -> Verdict:
+    """Each stated statistic of ``operation`` divided by the same statistic of ``against``
+    (both measured in this run) meets its bound."""
+    if not durations or not baseline:
+        missing = operation if not durations else against
+        return Verdict(
+            check="latency", passed=False, message=f"no completed {missing} operation was measured"
+        )
+    mine, theirs = _stats(durations), _stats(baseline)
+    ratios = {k: mine[k] / theirs[k] if theirs[k] > 0 else math.inf for k in mine}
+    evidence: dict[str, Any] = (
+        {f"{k}_ratio": round(v, 3) for k, v in ratios.items() if k in limits}
+        | {f"{operation}_{k}": round(mine[k], 6) for k in limits}
+        | {f"{against}_{k}": round(theirs[k], 6) for k in limits}
+        | {
+            "n": len(durations),
+            "baseline_n": len(baseline),
+        }
+    )
+    for name, threshold in limits.items():
+        if not threshold.holds(ratios[name]):
+            return Verdict(
+                check="latency",
+                passed=False,
+                message=f"{operation} {name} was {ratios[name]:.2f}x {against}'s "
+                f"({mine[name] * 1000:.1f} ms against {theirs[name] * 1000:.1f} ms), "
+                f"needed {threshold}",
+                evidence=evidence,
+            )
+    wanted = ", ".join(f"{k} {ratios[k]:.2f}x ({v})" for k, v in limits.items())
+    return Verdict(
+        check="latency",
+        passed=True,
+        message=f"{operation} against {against} over {len(durations)} runs: {wanted}",
+        evidence=evidence,
+    )
+
+
+def _stats(durations: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50": percentile(durations, 50),
+        "p95": percentile(durations, 95),
+        "p99": percentile(durations, 99),
+        "max": max(durations),
+        "mean": sum(durations) / len(durations),
+    }
+
+
+def replies_stored(
+    turns: Sequence[Turn], view: ClientView, sent: Sequence[tuple[str, str]]
+) -> Verdict:
+    """Each stored reply to a sent message has the text the client received for it (its
+    parts in position order, each position once); messages with no complete reply received,
+    or whose parts carry no text, are not compared."""
+    parts: dict[str, dict[Position, Delivered]] = {}
+    for delivered in view.deliveries.values():
+        for d in delivered:
+            if d.reply_to is not None and d.kind == "reply" and d.text is not None:
+                parts.setdefault(d.reply_to, {}).setdefault(d.position, d)
+    stored = {t.message_id: t.text for t in turns if t.role != "user"}
+    compared = 0
+    for message_id, _ in sent:
+        received = parts.get(message_id)
+        if not received or not any(d.final for d in received.values()):
+            continue
+        text = "".join(
+            d.text or "" for _, d in sorted(received.items(), key=lambda kv: _sort_key(kv[0]))
+        )
+        if message_id not in stored:
+            return Verdict(
+                check="history",
+                passed=False,
+                message=f"the reply to {message_id} was received but the server stores none",
+                evidence={"message_id": message_id, "received": text[:200]},
+            )
+        compared += 1
+        if stored[message_id] != text:
+            return Verdict(
+                check="history",
+                passed=False,
+                message=f"the stored reply to {message_id} differs from the one received",
+                evidence={
+                    "message_id": message_id,
+                    "stored": stored[message_id][:200],
+                    "received": text[:200],
+                },
+            )
+    return Verdict(
+        check="history",
+        passed=True,
+        message=f"{compared} stored replies are the ones received",
     )
 
 

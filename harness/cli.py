@@ -121,9 +121,23 @@ def _scenario_commands() -> tuple[Command, ...]:
             "list",
             "list scenarios: file, name, tags, steps",
             commands.list_scenarios,
-            commands.add_paths_argument,
+            commands.add_list_arguments,
         ),
         Command("schema", "print the JSON Schema of scenario files (for editors)", commands.schema),
+        Command(
+            "plan",
+            "say what a run would do, scenario by scenario (run, skip and why, clock, real waits, "
+            "connections, messages), without opening a socket",
+            commands.plan_scenarios,
+            commands.add_plan_arguments,
+        ),
+        Command(
+            "matrix",
+            "run a suite against every planted fault of the reference server; print which "
+            "scenario caught which fault, and the kill rate",
+            commands.matrix,
+            commands.add_matrix_arguments,
+        ),
         Command(
             "check",
             "judge the histories in results.json again and report any verdict that differs",

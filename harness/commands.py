@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fnmatch
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from harness import exit_codes, results
+from harness import baseline, exit_codes, results
 from harness.driver import registry
-from harness.engine import Engine, RunOptions
+from harness.engine import LOAD_LIMIT, Engine, RunOptions
+from harness.estimate import format_seconds
 from harness.report import junit, markdown, write_all
 from harness.results import RunResult
-from harness.scenario import Scenario, ScenarioError, json_schema, load_files
+from harness.scenario import Scenario, ScenarioError, json_schema, load_files, parse_duration
+from harness.targets.base import TargetError
+from harness.targets.external import Credentials, parse_credential
 
 _STYLE = {
     "passed": "green",
@@ -33,34 +37,110 @@ _STYLE = {
 }
 
 
-def _load(paths: list[str], shard: str | None = None) -> list[tuple[Path, Scenario]] | None:
+def _load(
+    paths: list[str],
+    shard: str | None = None,
+    *,
+    tags: Sequence[str] = (),
+    names: Sequence[str] = (),
+) -> list[tuple[Path, Scenario]] | None:
+    """Load and validate every file; keep those selected by tag or name; then the shard."""
     try:
         loaded = load_files(paths)
     except ScenarioError as error:
         print(str(error), file=sys.stderr)
         return None
+    loaded = [(p, s) for p, s in loaded if selected(s, tags=tags, names=names)]
     if shard:
         index, count = (int(x) for x in shard.split("/", 1))
         loaded = [item for n, item in enumerate(loaded) if n % count == index - 1]
     return list(loaded)
 
 
+def selected(scenario: Scenario, *, tags: Sequence[str], names: Sequence[str]) -> bool:
+    """With tags, the scenario has one of them; with names, its name matches one pattern."""
+    if tags and not set(tags) & set(scenario.tags):
+        return False
+    return not names or any(fnmatch.fnmatchcase(scenario.name, n) for n in names)
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 # --- run ---------------------------------------------------------------------------------
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which scenarios: paths, then --tag and --name to narrow them."""
     parser.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders")
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        help="only scenarios with this tag (repeatable: any of them)",
+    )
+    parser.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only scenarios whose name matches this shell pattern, e.g. '*resume*' "
+        "(repeatable: any of them)",
+    )
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Against what, how, and with what safety limits (run and plan share them)."""
     parser.add_argument("--target", metavar="URL", help="ws(s)://host/path of another server")
     parser.add_argument(
         "--token-env", metavar="NAME", help="environment variable holding the target's token"
+    )
+    parser.add_argument(
+        "--credential",
+        action="append",
+        default=[],
+        metavar="USER=SOURCE",
+        help="where one simulated user's credential comes from: USER=env:VARIABLE or "
+        "USER=cmd:COMMAND (prints a fresh token; {user} is replaced); * for every other user. "
+        "Never the token itself",
     )
     parser.add_argument(
         "--admin-token-env",
         metavar="NAME",
         help="environment variable holding the target's admin token (enables its virtual clock)",
     )
-    parser.add_argument("--report-dir", type=Path, default=Path("reports"))
+    parser.add_argument(
+        "--driver",
+        default="reference",
+        help="the driver that speaks the target's protocol (default: reference; "
+        "plugins register more in the ws_continuity.drivers entry-point group)",
+    )
     parser.add_argument("--clock", choices=["virtual", "real", "auto"], help="override scenarios")
+    parser.add_argument(
+        "--allow-load",
+        type=int,
+        metavar="N",
+        help="against an external target, consent to scenarios of up to N connections at once "
+        f"(without it: {LOAD_LIMIT}); the report records the consent",
+    )
+    parser.add_argument(
+        "--max-wall",
+        type=_duration,
+        metavar="DURATION",
+        help="real time the run may spend waiting, e.g. 20m; a scenario beyond it is skipped "
+        "with its estimate (without it, a scenario that would fall back to real time because "
+        "the target has no clock control runs only if it waits for nothing)",
+    )
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    add_selection_arguments(parser)
+    add_target_arguments(parser)
+    parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--jobs", type=int, default=1, help="scenarios run at once (default 1)")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     parser.add_argument(
@@ -70,10 +150,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--shard", metavar="I/N", help="run the I-th of N slices of the suite")
     parser.add_argument(
-        "--driver",
-        default="reference",
-        help="the driver that speaks the target's protocol (default: reference; "
-        "plugins register more in the ws_continuity.drivers entry-point group)",
+        "--baseline",
+        type=Path,
+        metavar="RESULTS",
+        help="a saved results.json: a scenario whose median connect, resume, chat, history or "
+        "context time is more than --tolerance above that run's fails",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=_ratio,
+        default=0.5,
+        metavar="RATIO",
+        help="how much slower than the baseline is still fine: 0.5 or 50%% (default 50%%); a "
+        "regression must also exceed 5 ms",
     )
     parser.add_argument(
         "--allow-skipped",
@@ -82,36 +171,66 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_scenarios(args: argparse.Namespace) -> int:
-    """Run scenarios; write results.json, report.md and junit.xml; exit 0, 1, 2 or 3."""
-    if args.shard and not _valid_shard(args.shard):
-        print(f"harness: --shard must be I/N with 1 <= I <= N, got {args.shard!r}", file=sys.stderr)
-        return exit_codes.USAGE_ERROR
+def _usage(message: str) -> int:
+    print(f"harness: {message}", file=sys.stderr)
+    return exit_codes.USAGE_ERROR
+
+
+def _options(args: argparse.Namespace, *, jobs: int = 1) -> RunOptions | str:
+    """The run options of the target arguments, or what is wrong with them."""
     if args.target and not args.target.startswith(("ws://", "wss://")):
-        print("harness: --target must be a ws:// or wss:// URL", file=sys.stderr)
-        return exit_codes.USAGE_ERROR
-    loaded = _load(args.paths, args.shard)
-    if loaded is None:
-        return exit_codes.USAGE_ERROR
-    if not loaded:
-        print("harness: no scenario files found", file=sys.stderr)
-        return exit_codes.USAGE_ERROR
+        return "--target must be a ws:// or wss:// URL"
     try:
         registry.load(args.driver)
     except registry.DriverNotFoundError as error:
-        print(f"harness: {error}", file=sys.stderr)
-        return exit_codes.USAGE_ERROR
-    options = RunOptions(
+        return str(error)
+    credentials: dict[str, str] = {}
+    for text in args.credential:
+        try:
+            user, source = parse_credential(text)
+        except ValueError as error:
+            return str(error)
+        credentials[user] = source
+    if (credentials or args.allow_load is not None) and not args.target:
+        return "--credential and --allow-load are for an external target (--target URL)"
+    if args.target:
+        try:
+            Credentials(credentials, args.token_env).check()
+        except TargetError as error:
+            return str(error)
+    return RunOptions(
         target_url=args.target,
         token_env=args.token_env,
         admin_token_env=args.admin_token_env,
         driver=args.driver,
         clock=args.clock,
-        jobs=args.jobs,
-        fail_fast=args.fail_fast,
-        seed=args.seed,
-        allow_skipped=args.allow_skipped,
+        jobs=jobs,
+        allow_load=args.allow_load,
+        max_wall=args.max_wall,
+        credentials=credentials or None,
     )
+
+
+def run_scenarios(args: argparse.Namespace) -> int:
+    """Run scenarios; write results.json, report.md and junit.xml; exit 0, 1, 2, 3 or 4."""
+    if args.shard and not _valid_shard(args.shard):
+        return _usage(f"--shard must be I/N with 1 <= I <= N, got {args.shard!r}")
+    options = _options(args, jobs=args.jobs)
+    if isinstance(options, str):
+        return _usage(options)
+    loaded = _load(args.paths, args.shard, tags=args.tag, names=args.name)
+    if loaded is None:
+        return exit_codes.USAGE_ERROR
+    if not loaded and not (args.tag or args.name):
+        return _usage("no scenario files found")
+    if args.baseline is not None:
+        try:
+            options.baseline = baseline.load(args.baseline, tolerance=args.tolerance, floor=0.005)
+        except ValueError as error:
+            return _usage(f"--baseline: {error}")
+    options.fail_fast = args.fail_fast
+    options.seed = args.seed
+    options.allow_skipped = args.allow_skipped
     console = Console(stderr=True)
     statuses = {scenario.name: "queued" for _, scenario in loaded}
 
@@ -180,6 +299,17 @@ def exit_code(record: RunResult) -> int:
     return exit_codes.OK if verdict == "passed" else exit_codes.SCENARIO_FAILED
 
 
+def _ratio(text: str) -> float:
+    """``0.5`` or ``50%``, as a ratio."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a ratio: {text!r} (write 0.5 or 50%)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a tolerance is not negative: {text!r}")
+    return value
+
+
 def _valid_shard(text: str) -> bool:
     try:
         index, count = (int(x) for x in text.split("/", 1))
@@ -195,6 +325,10 @@ def add_paths_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders")
 
 
+def add_list_arguments(parser: argparse.ArgumentParser) -> None:
+    add_selection_arguments(parser)
+
+
 def validate(args: argparse.Namespace) -> int:
     """Check scenario files without running anything."""
     loaded = _load(args.paths)
@@ -206,7 +340,7 @@ def validate(args: argparse.Namespace) -> int:
 
 def list_scenarios(args: argparse.Namespace) -> int:
     """Print each scenario's file, name, tags and step count."""
-    loaded = _load(args.paths)
+    loaded = _load(args.paths, tags=args.tag, names=args.name)
     if loaded is None:
         return exit_codes.USAGE_ERROR
     for path, scenario in loaded:
@@ -284,3 +418,96 @@ def check(args: argparse.Namespace) -> int:
             print(f"{name}: {line}")
         print(f"{name}: {judged} steps judged again from the history, {len(changed)} differ")
     return exit_codes.OK if not differences else exit_codes.SCENARIO_FAILED
+
+
+# --- matrix --------------------------------------------------------------------------------
+
+
+def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        metavar="NAME",
+        help="plant only this fault (repeatable; default: the whole catalogue)",
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="scenarios run at once (default 2)")
+    parser.add_argument("--output", type=Path, help="write the markdown matrix here as well")
+
+
+def matrix(args: argparse.Namespace) -> int:
+    """Run the suite against every planted fault; print the matrix; exit 1 if one survived."""
+    from harness.matrix import fault_matrix, render
+
+    loaded = _load(args.paths)
+    if loaded is None:
+        return exit_codes.USAGE_ERROR
+    catalogue = registry.planted_faults("reference")
+    faults = args.fault or list(catalogue)
+    unknown = [f for f in faults if f not in catalogue]
+    if unknown:
+        print(
+            f"harness: no planted fault {unknown[0]!r}; the catalogue: {', '.join(catalogue)}",
+            file=sys.stderr,
+        )
+        return exit_codes.USAGE_ERROR
+
+    def progress(name: str, status: str) -> None:
+        print(f"{name}: {status}", file=sys.stderr)
+
+    async def go() -> tuple[str, list[str]]:
+        async with Engine(RunOptions(jobs=args.jobs)) as engine:
+            found = await fault_matrix(engine, loaded, faults, progress)
+        return render(found, suite=" ".join(args.paths)), found.survivors
+
+    text, survivors = asyncio.run(go())
+    sys.stdout.write(text)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    return exit_codes.OK if not survivors else exit_codes.SCENARIO_FAILED
+
+
+# --- plan ----------------------------------------------------------------------------------
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    add_selection_arguments(parser)
+    add_target_arguments(parser)
+
+
+def plan_scenarios(args: argparse.Namespace) -> int:
+    """Say what a run would do, scenario by scenario, without opening a socket."""
+    options = _options(args)
+    if isinstance(options, str):
+        return _usage(options)
+    loaded = _load(args.paths, tags=args.tag, names=args.name)
+    if loaded is None:
+        return exit_codes.USAGE_ERROR
+    engine = Engine(options)
+    engine.probe = False
+    decided = asyncio.run(engine.plans(loaded))
+    total = 0.0
+    print(f"{'will':<14}{'clock':<9}{'real waits':>12}{'conns':>7}{'msgs':>6}  scenario")
+    for (_, scenario), one in zip(loaded, decided, strict=True):
+        consent = any(r.startswith("needs consent") for r in one.refused)
+        will = "run" if one.runnable else ("needs consent" if consent else "skip")
+        if one.runnable:
+            total += one.estimate.real_seconds
+        cost = one.estimate
+        print(
+            f"{will:<14}{one.clock or '-':<9}{format_seconds(cost.real_seconds):>12}"
+            f"{cost.connections:>7}{cost.messages:>6}  {scenario.name}"
+        )
+        if one.reason:
+            print(f"{'':<14}why: {one.reason}")
+    runs = sum(one.runnable for one in decided)
+    print(
+        f"{runs} of {len(decided)} scenarios would run, waiting {format_seconds(total)} in real "
+        "time (plus the time their steps take)"
+    )
+    if options.target_url:
+        print(
+            "the target's /metrics was not asked for (plan opens no socket): scenarios that "
+            "check metrics are planned as if it served none"
+        )
+    return exit_codes.OK

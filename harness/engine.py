@@ -26,11 +26,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Final, Literal, Self
 
-from harness.driver import registry
+from harness import baseline
+from harness.baseline import Baseline
+from harness.driver import connect_errors, registry
 from harness.driver.base import DriverFactory, EmbeddedTargets
 from harness.errors import HarnessInfrastructureError
+from harness.estimate import format_seconds
 from harness.faults.layer import FaultLayer
 from harness.faults.toxiproxy_client import ToxiproxyClient
 from harness.faults.toxiproxy_server import ToxiproxyServer
@@ -43,6 +46,12 @@ from harness.targets.base import Target, upstream
 from harness.targets.external import ExternalTarget, probe_metrics
 
 Progress = Callable[[str, str], None]
+
+PREFLIGHT_S: Final = 3.0
+"""How long an external target has to accept a TCP connection before the run."""
+
+LOAD_LIMIT: Final = 10
+"""Connections at once a scenario may open against an external target without consent."""
 
 
 @dataclass
@@ -60,6 +69,18 @@ class RunOptions:
     """Seeds the clients' backoff jitter; recorded in the report (Toxiproxy ignores seeds)."""
     allow_skipped: bool = False
     """A run that verified nothing exits 0 (the reports still say it verified nothing)."""
+    baseline: Baseline | None = None
+    """A saved run to compare each scenario's latencies with (``--baseline``)."""
+    allow_load: int | None = None
+    """Against an external target: how many connections at once the user consents to
+    (``--allow-load``); without it, ``LOAD_LIMIT``."""
+    max_wall: float | None = None
+    """Seconds of real waiting the whole run may take (``--max-wall``). Without it, explicit
+    real-clock scenarios are not limited, and a scenario that would fall back to the real
+    clock (``auto`` on a target without clock control) runs only if it waits for nothing."""
+    credentials: dict[str, str] | None = None
+    """Per simulated user, where an external target's credential comes from (``--credential
+    USER=env:NAME`` or ``USER=cmd:COMMAND``; ``*`` for every other user)."""
     watchdog_interval: float = 0.5
 
 
@@ -74,6 +95,9 @@ class Engine:
         self._api: ToxiproxyClient | None = None
         self._fault_layer_lost = asyncio.Event()
         self._external_metrics: bool | None = None
+        self._unreachable: str | None = None
+        self.probe = True
+        """Whether planning may ask an external target for /metrics (``harness plan``: no)."""
         self.environment: dict[str, str] = {}
 
     async def __aenter__(self) -> Self:
@@ -88,6 +112,15 @@ class Engine:
                 or f"embedded {self.factory.info.name} server (one per scenario)",
                 "driver": self.factory.info.name,
             }
+            if self.options.target_url is not None:
+                limit = self.options.allow_load
+                self.environment["load consent"] = (
+                    f"up to {limit} connections at once (--allow-load {limit})"
+                    if limit is not None
+                    else f"none given: scenarios of more than {LOAD_LIMIT} connections skipped"
+                )
+            if self.options.max_wall is not None:
+                self.environment["real-time budget"] = format_seconds(self.options.max_wall)
         except BaseException:
             await self._toxiproxy.stop()
             raise
@@ -133,6 +166,8 @@ class Engine:
         gate = asyncio.Semaphore(max(1, self.options.jobs))
         stop = asyncio.Event()
 
+        decided = await self.plans(scenarios)
+
         async def one(index: int, path: Path, scenario: m.Scenario) -> None:
             async with gate:
                 if stop.is_set():
@@ -145,7 +180,9 @@ class Engine:
                     )
                     return
                 report(scenario.name, "running")
-                result = await self.run_scenario(path, scenario, progress=report)
+                result = await self.run_scenario(
+                    path, scenario, progress=report, decided=decided[index]
+                )
                 results[index] = result
                 report(scenario.name, result.status)
                 if self.options.fail_fast and result.status in ("failed", "error"):
@@ -171,7 +208,8 @@ class Engine:
         )
 
     async def _watch(self) -> None:
-        """Set the lost flag once Toxiproxy has missed two probes in a row."""
+        """Set the lost flag once Toxiproxy has missed two probes in a row (each bounded by
+        ``Waits.fault_probe``: about 6 s of silence, never one slow answer under load)."""
         misses = 0
         while True:
             await asyncio.sleep(self.options.watchdog_interval)
@@ -189,12 +227,38 @@ class Engine:
 
     async def plan_for(self, scenario: m.Scenario) -> Plan:
         """What the scenario will take against this engine's target and driver."""
+        external = self.options.target_url is not None
         return plan(
             scenario,
             driver=self.factory.info.capabilities,
             target=await self._target_capabilities(scenario),
             clock=self.options.clock,
+            load_limit=(self.options.allow_load or LOAD_LIMIT) if external else None,
         )
+
+    async def plans(self, scenarios: Sequence[tuple[Path, m.Scenario]]) -> list[Plan]:
+        """Every scenario's plan, in run order, with the real-time budget kept across them."""
+        decided = [await self.plan_for(s) for _, s in scenarios]
+        budget, spent = self.options.max_wall, 0.0
+        for i, one in enumerate(decided):
+            waits = one.estimate.real_seconds
+            if not one.runnable or one.clock != "real" or waits <= 0:
+                continue
+            limit = budget if budget is not None else (0.0 if one.fallback else None)
+            if limit is None or spent + waits <= limit:
+                spent += waits
+                continue
+            why = (
+                "the target has no clock control, so it would wait "
+                if one.fallback
+                else ("it would wait ")
+            )
+            decided[i] = one.refuse(
+                f"{why}{format_seconds(waits)} in real time, beyond the run's real-time budget "
+                f"(--max-wall {format_seconds(limit)}, {format_seconds(spent)} already planned); "
+                f"allow it with --max-wall {format_seconds(spent + waits)}"
+            )
+        return decided
 
     def _embedded(self) -> EmbeddedTargets:
         embedded: EmbeddedTargets | None = getattr(self.factory, "embedded", None)
@@ -209,7 +273,9 @@ class Engine:
         if self.options.target_url is None:
             return self._embedded().capabilities(virtual_clock=True)
         if self._external_metrics is None:
-            self._external_metrics = await probe_metrics(self.options.target_url)
+            self._external_metrics = (
+                await probe_metrics(self.options.target_url) if self.probe else False
+            )
         return self._external(self.options.target_url).capabilities
 
     def _external(self, url: str) -> ExternalTarget:
@@ -217,7 +283,11 @@ class Engine:
         clock_control = getattr(self.factory, "clock_control", None)
         clock = clock_control(url, admin) if admin and clock_control else None
         return ExternalTarget(
-            url, self.options.token_env, clock=clock, has_metrics=bool(self._external_metrics)
+            url,
+            self.options.token_env,
+            clock=clock,
+            has_metrics=bool(self._external_metrics),
+            credentials=self.options.credentials,
         )
 
     def _target(self, scenario: m.Scenario, virtual_clock: bool) -> Target:
@@ -226,7 +296,12 @@ class Engine:
         return self._embedded().target(scenario, virtual_clock=virtual_clock)
 
     async def run_scenario(
-        self, path: Path, scenario: m.Scenario, *, progress: Progress | None = None
+        self,
+        path: Path,
+        scenario: m.Scenario,
+        *,
+        progress: Progress | None = None,
+        decided: Plan | None = None,
     ) -> ScenarioResult:
         """Plan, then run one scenario against a fresh embedded target (or the external one)."""
         started = time.perf_counter()
@@ -242,12 +317,16 @@ class Engine:
         if self._fault_layer_lost.is_set():
             return self._lost(result, started)
         try:
-            decided = await self.plan_for(scenario)
+            decided = decided or (await self.plans([(path, scenario)]))[0]
         except HarnessInfrastructureError as exc:
             result.error, result.infrastructure = f"infrastructure: {exc}", True
             return result
         if not decided.runnable:
             result.status, result.error = "skipped", decided.reason
+            return result
+        unreachable = await self._preflight()
+        if unreachable:
+            result.error, result.infrastructure = f"infrastructure: {unreachable}", True
             return result
         assert decided.clock is not None
         history = History()
@@ -289,6 +368,13 @@ class Engine:
                 result.status = "error" if any(s.status == "error" for s in run.steps) else "failed"
             else:
                 result.status = "passed"
+            if result.status == "passed" and self.options.baseline is not None:
+                result.history = history.ops
+                against = baseline.compare(result, self.options.baseline)
+                if against is not None:
+                    result.steps.append(against)
+                    if against.status == "failed":
+                        result.status = "failed"
         except HarnessInfrastructureError as exc:
             result.status, result.error, result.infrastructure = (
                 "error",
@@ -304,6 +390,25 @@ class Engine:
                     await faults.close()
             await target.stop()
         return result
+
+    async def _preflight(self) -> str:
+        """An external target that does not even accept a TCP connection: say so once, in
+        the user's words, instead of a failed handshake per scenario (asked once per run)."""
+        url = self.options.target_url
+        if url is None:
+            return ""
+        if self._unreachable is None:
+            host, _, port = upstream(url).rpartition(":")
+            try:
+                async with asyncio.timeout(PREFLIGHT_S):
+                    _, writer = await asyncio.open_connection(host, int(port))
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+                self._unreachable = ""
+            except (OSError, TimeoutError) as exc:
+                self._unreachable = connect_errors.describe(exc, url)
+        return self._unreachable
 
     async def _race(self, run: ScenarioRun, timeout: float) -> Literal["done", "timeout", "lost"]:
         """Run the scenario until it ends, its timeout passes, or the fault layer is lost."""

@@ -82,8 +82,17 @@ class AwaitReply(_Body, tag="reply", frozen=True, kw_only=True):
     timeout: float
 
 
+class Resend(_Body, tag="resend", frozen=True, kw_only=True):
+    """Send a message already answered again, with the same id."""
+
+    message_id: str
+    renumber: bool
+
+
 class FetchHistory(_Body, tag="history", frozen=True, kw_only=True):
-    """Read the conversation the server stores."""
+    """Read the conversation the server stores (in pages of ``page_size``, if given)."""
+
+    page_size: int | None = None
 
 
 class FetchContext(_Body, tag="context", frozen=True, kw_only=True):
@@ -136,6 +145,12 @@ class RealWait(_Body, tag="sleep", frozen=True, kw_only=True):
 
 class Restart(_Body, tag="restart", frozen=True, kw_only=True):
     """Kill the target and start it again on its durable store."""
+
+
+class InspectStore(_Body, tag="inspect_store", frozen=True, kw_only=True):
+    """Read how many rows the target's store holds for a session."""
+
+    session: str
 
 
 class StepStart(_Body, tag="step", frozen=True, kw_only=True):
@@ -197,6 +212,12 @@ class MetricsValue(_Body, tag="metrics_value", frozen=True, kw_only=True):
     """The target's samples by name (the first sample of each); None: it exposes none."""
 
     samples: dict[str, float] | None
+
+
+class StoredRows(_Body, tag="stored_rows", frozen=True, kw_only=True):
+    """Rows per part of the store (table) for the session asked about."""
+
+    rows: dict[str, int]
 
 
 class Done(_Body, tag="done", frozen=True, kw_only=True):
@@ -278,6 +299,7 @@ Body: TypeAlias = (
     | Resume
     | SendMessage
     | AwaitReply
+    | Resend
     | FetchHistory
     | FetchContext
     | Disconnect
@@ -287,6 +309,7 @@ Body: TypeAlias = (
     | AdvanceClock
     | RealWait
     | Restart
+    | InspectStore
     | StepStart
     | Outcome
     | Sent
@@ -295,6 +318,7 @@ Body: TypeAlias = (
     | ContextValue
     | RawAnswer
     | MetricsValue
+    | StoredRows
     | Done
     | Failure
     | StepEnd

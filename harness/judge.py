@@ -23,6 +23,7 @@ from harness.history import (
     FetchHistory,
     FetchMetrics,
     HistoryPage,
+    InspectStore,
     MetricsValue,
     Op,
     Outcome,
@@ -32,6 +33,7 @@ from harness.history import (
     SendRaw,
     Sent,
     SnapshotTaken,
+    StoredRows,
     durations,
 )
 from harness.scenario import model as m
@@ -191,7 +193,49 @@ def _chat(step: m.Chat, s: StepSlice) -> list[Verdict]:
         ]
     if len(waits) != step.messages:
         return [_verdict("chat", False, f"{len(waits)} of {step.messages} messages were sent")]
+    if step.resend is not None:
+        ids = [op.body.message_id for op in waits if isinstance(op.body, AwaitReply)]
+        return [_resent(step.resend, s, view, ids)]
     return [_verdict("chat", True, f"{step.messages} message(s) answered")]
+
+
+def _resent(how: str, s: StepSlice, view: ClientView, message_ids: list[str]) -> Verdict:
+    """A message sent again with its id is not processed again: one final reply part per
+    message, whatever was resent; a renumbered resend is answered ``duplicate`` (§6)."""
+    failed = [op for op in s.mine() if op.phase == "fail" and isinstance(op.body, Failure)]
+    if failed:
+        body = failed[0].body
+        assert isinstance(body, Failure)
+        return _verdict("chat", False, body.error, expected="the message resent")
+    for message_id in message_ids:
+        finals = {
+            d.position
+            for ds in view.deliveries.values()
+            for d in ds
+            if d.reply_to == message_id and d.kind == "reply" and d.final
+        }
+        if len(finals) > 1:
+            return _verdict(
+                "chat",
+                False,
+                f"{message_id} was answered {len(finals)} times: processed again when resent",
+                expected="a resent message answered once",
+                finals=sorted(finals, key=str),
+            )
+        if how == "new_seq" and not any(
+            d.reply_to == message_id and d.kind == "duplicate"
+            for ds in view.deliveries.values()
+            for d in ds
+        ):
+            return _verdict(
+                "chat",
+                False,
+                f"no `duplicate` answer to {message_id} resent under a new number",
+                expected="a renumbered resend answered duplicate",
+            )
+    return _verdict(
+        "chat", True, f"{len(message_ids)} message(s) answered, resent ({how}), not processed again"
+    )
 
 
 def _send(step: m.Send, s: StepSlice) -> list[Verdict]:
@@ -320,9 +364,20 @@ def _expect(step: m.Expect, s: StepSlice) -> list[Verdict]:
             if (value := getattr(latency, name, None)) is not None
         }
         kind = OPERATION_KINDS[latency.operation]
-        verdicts.append(checkers.latency(latency.operation, durations(s.ops, kind), limits))
+        measured = durations(s.ops, kind)
+        if latency.against is None:
+            verdicts.append(checkers.latency(latency.operation, measured, limits))
+        else:
+            baseline = durations(s.ops, OPERATION_KINDS[latency.against])
+            verdicts.append(
+                checkers.latency_ratio(
+                    latency.operation, measured, latency.against, baseline, limits
+                )
+            )
     for metric in step.metrics:
         verdicts.append(_expect_metric(metric, s))
+    if step.store is not None:
+        verdicts.append(_expect_store(step.store, s))
     if not step.must_fail:
         return verdicts
     # Renamed, so summaries do not count these as the target's checks; the step as a whole
@@ -360,7 +415,7 @@ def _expect_history(h: m.HistoryExpect, s: StepSlice) -> Verdict:
         return _verdict("history", False, f"the server's history could not be read: {why}")
     view = s.view()
     sent = checkers.sent_in_session(s.ops, view.session)
-    return checkers.history(
+    verdict = checkers.history(
         done.body.turns,
         sent,
         count=h.count,
@@ -369,6 +424,11 @@ def _expect_history(h: m.HistoryExpect, s: StepSlice) -> Verdict:
         no_duplicates=h.no_duplicates,
         contains=h.contains,
     )
+    if verdict.passed and h.replies:
+        replies = checkers.replies_stored(done.body.turns, view, sent)
+        if not replies.passed:
+            return replies
+    return verdict
 
 
 def _expect_context(c: m.ContextExpect, s: StepSlice) -> Verdict:
@@ -447,3 +507,25 @@ def _expect_metric(metric: m.MetricExpect, s: StepSlice) -> Verdict:
         return checkers.metric_growth(metric.name, first, samples, metric.growth)
     assert metric.value is not None
     return checkers.metric_value(samples, metric.name, metric.value)
+
+
+def _expect_store(expect: m.StoreExpect, s: StepSlice) -> Verdict:
+    answer = _last_answer(s, InspectStore, "target")
+    if answer is None or not isinstance(answer.body, StoredRows):
+        why = answer.body.error if answer and isinstance(answer.body, Failure) else "not read"
+        return _verdict("store", False, f"the target's store could not be read: {why}")
+    left = {table: n for table, n in answer.body.rows.items() if n}
+    if expect.gone:
+        if left:
+            listed = ", ".join(f"{n} in {table}" for table, n in sorted(left.items()))
+            return _verdict(
+                "store",
+                False,
+                f"the session still has rows: {listed}",
+                expected="no row of the session left",
+                rows=left,
+            )
+        return _verdict("store", True, "no row of the session is left in the store")
+    if not left:
+        return _verdict("store", False, "no row of the session", expected="the session stored")
+    return _verdict("store", True, f"the session is stored ({sum(left.values())} rows)")

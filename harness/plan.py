@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from harness.driver.base import CAPABILITIES
+from harness.estimate import Estimate, estimate
 from harness.scenario import model as m
 from harness.targets.base import TARGET_CAPABILITIES
 
@@ -40,19 +41,34 @@ class Plan:
 
     clock: ClockMode | None
     missing: list[Missing] = field(default_factory=list)
+    estimate: Estimate = field(default_factory=lambda: Estimate(0.0, 0, 0))
+    refused: list[str] = field(default_factory=list)
+    """Why it may not run although it could: load without consent, a real-time budget."""
+    fallback: bool = False
+    """It runs on the real clock only because the target has no clock control."""
 
     @property
     def runnable(self) -> bool:
-        return not self.missing
+        return not self.missing and not self.refused
 
     @property
     def reason(self) -> str:
         """Why the scenario is skipped (empty when it runs)."""
-        if not self.missing:
+        if self.runnable:
             return ""
-        shown = "; ".join(str(x) for x in self.missing[:5])
-        more = f"; and {len(self.missing) - 5} more" if len(self.missing) > 5 else ""
+        parts = [*self.refused, *(str(x) for x in self.missing)]
+        shown = "; ".join(parts[:5])
+        more = f"; and {len(parts) - 5} more" if len(parts) > 5 else ""
         return shown + more
+
+    def refuse(self, why: str) -> Plan:
+        return Plan(
+            clock=self.clock,
+            missing=self.missing,
+            estimate=self.estimate,
+            refused=[*self.refused, why],
+            fallback=self.fallback,
+        )
 
 
 def walk(steps: tuple[m.Step, ...], prefix: str = "") -> Iterator[tuple[str, m.Step]]:
@@ -71,6 +87,8 @@ def needs(step: m.Step) -> set[str]:
     match step:
         case m.Chat():
             out.add("chat")
+            if step.resend is not None:
+                out.add("resend")
         case m.Send():
             out.add("raw_frames")
         case m.Drop(how="server_restart"):
@@ -88,6 +106,8 @@ def needs(step: m.Step) -> set[str]:
         case m.Expect():
             if step.history is not None:
                 out.add("history")
+                if step.history.page_size is not None:
+                    out.add("history_pages")
             if step.context is not None:
                 out.add("context")
             if step.resume is not None:
@@ -97,6 +117,8 @@ def needs(step: m.Step) -> set[str]:
                     out.add("close_reason")
             if step.metrics:
                 out.add("metrics")
+            if step.store is not None:
+                out.add("inspect_store")
         case _:
             pass
     return out
@@ -108,8 +130,10 @@ def plan(
     driver: frozenset[str],
     target: frozenset[str],
     clock: Literal["virtual", "real", "auto"] | None = None,
+    load_limit: int | None = None,
 ) -> Plan:
-    """Decide the clock and list what is missing; ``clock`` overrides the scenario's own."""
+    """Decide the clock and list what is missing; ``clock`` overrides the scenario's own. With
+    ``load_limit`` (an external target), more connections at once than that need consent."""
     wanted = clock or scenario.clock
     has_clock = "virtual_clock" in target
     mode: ClockMode = "virtual" if wanted != "real" and has_clock else "real"
@@ -130,7 +154,19 @@ def plan(
     for path, step in walk(scenario.steps):
         for capability in sorted(needs(step)):
             lack(path, capability)
-    return Plan(clock=mode if not missing else None, missing=missing)
+    cost = estimate(scenario, mode)
+    decided = Plan(
+        clock=mode if not missing else None,
+        missing=missing,
+        estimate=cost,
+        fallback=wanted == "auto" and mode == "real",
+    )
+    if load_limit is not None and cost.connections > load_limit:
+        decided = decided.refuse(
+            f"needs consent for load: {cost.connections} connections at once, more than "
+            f"{load_limit} (allow it with --allow-load {cost.connections})"
+        )
+    return decided
 
 
 def known_requirements() -> frozenset[str]:

@@ -92,7 +92,9 @@ def recheck_scenario(result: ScenarioResult) -> Rechecked:
 def _status(result: ScenarioResult, fresh: Sequence[StepResult]) -> str:
     if result.status in ("error", "skipped"):
         return result.status
-    return "failed" if any(s.status != "passed" for s in fresh) else "passed"
+    # A comparison with a saved run is not in the history: its stored verdict stands.
+    compared = [s for s in result.steps if s.kind == "baseline"]
+    return "failed" if any(s.status != "passed" for s in [*fresh, *compared]) else "passed"
 
 
 def _key(verdicts: Sequence[Verdict]) -> list[tuple[str, bool, str]]:

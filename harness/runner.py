@@ -41,12 +41,14 @@ from harness.history import (
     FetchMetrics,
     History,
     HistoryPage,
+    InspectStore,
     MetricsValue,
     Observation,
     Outcome,
     RawAnswer,
     RealWait,
     Replied,
+    Resend,
     Restart,
     Resume,
     Retry,
@@ -57,13 +59,14 @@ from harness.history import (
     SnapshotTaken,
     StepEnd,
     StepStart,
+    StoredRows,
 )
 from harness.history import Connect as ConnectOp
 from harness.judge import StepSlice, judge
 from harness.plan import ClockMode
 from harness.results import StepResult
 from harness.scenario import model as m
-from harness.targets.base import Target
+from harness.targets.base import InspectsStore, Target
 
 T = TypeVar("T")
 
@@ -93,8 +96,9 @@ class Waits:
     """For a closing frame still on its way before a close reason is judged."""
     backoff_base: float = 0.05
     backoff_cap: float = 1.0
-    fault_probe: float = 1.0
-    """For Toxiproxy to answer when a step failed, to know whom to blame."""
+    fault_probe: float = 3.0
+    """For Toxiproxy to answer when a step failed, to know whom to blame. Generous: under a
+    herd of connections its API answers slowly, and a slow answer is not a dead one."""
 
     def scaled(self, factor: float) -> Waits:
         return Waits(**{k: v * factor for k, v in self.__dict__.items()})
@@ -166,7 +170,8 @@ class ScenarioRun:
             credential=self.target.credential_for(spec.user or spec.name),
             route=route,
         )
-        seed = None if self.seed is None else hash((self.seed, spec.name))
+        # A string seed: random.Random hashes it the same in every process (hash() does not).
+        seed = None if self.seed is None else f"{self.seed}:{spec.name}"
         return ClientState(spec, self.factory(config, observe), route, random.Random(seed))
 
     def _connect_to(self, spec: m.ClientSpec) -> tuple[str, int] | None:
@@ -374,8 +379,8 @@ class ScenarioRun:
         retry: bool,
     ) -> Outcome:
         """Connect or resume: one recorded operation per attempt; while ``retry``, back off
-        exponentially with full jitter (§14 of the reference protocol, and good manners for
-        any server) after a failure or an answer that says when to retry, until ``timeout``."""
+        exponentially with equal jitter after a failure or an answer that says when to retry,
+        until ``timeout``."""
         deadline = time.monotonic() + timeout
         name = client.spec.name
         for number in range(1, 10_000):
@@ -401,8 +406,11 @@ class ScenarioRun:
         raise DriverError(f"gave up after {number} attempts")
 
     def _backoff(self, client: ClientState, attempt: int, floor: float | None) -> float:
-        cap = min(self.waits.backoff_cap, self.waits.backoff_base * 2 ** (attempt - 1))
-        return max(floor or 0.0, client.random.uniform(0, cap))
+        """Equal jitter (the reference protocol's §14.1, good manners towards any server):
+        a uniform draw in [d/2, d] for d = min(cap, base * 2**(attempt-1)), never a retry at
+        once, never below the wait the target asked for."""
+        ceiling = min(self.waits.backoff_cap, self.waits.backoff_base * 2 ** (attempt - 1))
+        return max(floor or 0.0, client.random.uniform(ceiling / 2, ceiling))
 
     async def _connect(self, client: ClientState) -> str:
         outcome = await self._attach(
@@ -441,6 +449,14 @@ class ScenarioRun:
                 if step.expect == "timeout":
                     return "no complete reply in time"
                 raise
+            if step.resend is not None:
+                renumber = step.resend == "new_seq"
+                await self._call(
+                    name,
+                    Resend(message_id=message_id, renumber=renumber),
+                    driver.resend(message_id, renumber=renumber, timeout=float(step.timeout)),
+                    lambda _: Done(),
+                )
         return f"{step.messages} message(s)"
 
     async def _send(self, client: ClientState, step: m.Send) -> str:
@@ -571,10 +587,10 @@ class ScenarioRun:
         self.history.complete(op, "ok", ContextValue(context=dict(context)))
         return op
 
-    async def _fetch_history(self, client: ClientState) -> int:
-        op = self.history.invoke(client.spec.name, FetchHistory())
+    async def _fetch_history(self, client: ClientState, page_size: int | None = None) -> int:
+        op = self.history.invoke(client.spec.name, FetchHistory(page_size=page_size))
         try:
-            turns = await client.driver.fetch_history(self.waits.fetch)
+            turns = await client.driver.fetch_history(self.waits.fetch, page_size=page_size)
         except DriverError as exc:
             self.history.complete(op, "fail", Failure(error=str(exc)))
             raise
@@ -605,7 +621,7 @@ class ScenarioRun:
         client = self._client(client_name) if step.needs_client else None
         if step.history is not None:
             assert client is not None
-            await self._fetch_history(client)
+            await self._fetch_history(client, step.history.page_size)
         if step.context is not None:
             assert client is not None
             await self._fetch_context(client)
@@ -618,7 +634,25 @@ class ScenarioRun:
                 await self._fetch_context(client)
         if any(metric.between is None for metric in step.metrics):
             await self._metrics()
+        if step.store is not None:
+            assert client is not None
+            await self._inspect_store(client)
         return "judged"
+
+    async def _inspect_store(self, client: ClientState) -> None:
+        """Read the rows of the client's last session (as the history knows it)."""
+        session = checkers.client_view(self.history.ops, client.spec.name).session
+        if session is None:
+            raise StepFailedError(f"{client.spec.name} has held no session to look for")
+        target = self.target
+        if not isinstance(target, InspectsStore):
+            raise StepFailedError("the target's store cannot be inspected")
+        await self._call(
+            "target",
+            InspectStore(session=session),
+            target.stored_rows(session),
+            lambda rows: StoredRows(rows=dict(rows)),
+        )
 
 
 def apply_verdicts(result: StepResult, verdicts: list[Verdict], *, fallback: str = "") -> None:

@@ -17,7 +17,8 @@ import sys
 
 from reference_server import auth
 from reference_server.app import ReferenceServer
-from reference_server.config import PLANTED_FAULTS, ServerConfig
+from reference_server.config import ServerConfig
+from reference_server.faults import PLANTED_FAULTS
 from reference_server.protocol import SessionConfig
 from reference_server.protocol.messages import Heartbeat, Limits, Windows
 
@@ -47,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="address or network whose X-Forwarded-For is believed",
     )
+    a(
+        "--forwarded-header",
+        choices=["x-forwarded-for", "forwarded"],
+        default="x-forwarded-for",
+        help="where trusted proxies report client addresses (RFC 7239 Forwarded, or not)",
+    )
     a("--ip-policy", choices=["allow", "require_reauth", "deny"], default="allow")
     a("--reauth-max-age", type=float, default=60.0, help="seconds a credential counts as fresh")
     a("--full-window", type=float, default=30.0, help="seconds of full replay after a drop")
@@ -54,9 +61,33 @@ def _parser() -> argparse.ArgumentParser:
     a("--heartbeat-interval", type=float, default=10.0)
     a("--heartbeat-timeout", type=float, default=30.0)
     a("--replay-buffer", type=int, default=1024, help="numbered messages kept for replay")
+    a(
+        "--request-ids-kept",
+        type=int,
+        default=1024,
+        help="client seqs whose request ids are remembered for deduplication (default 1024)",
+    )
     a("--max-frame-bytes", type=int, default=64 * 1024)
     a("--max-frames-per-s", type=float, default=1000.0, help="flood limit per connection")
     a("--frame-burst", type=int, default=2000, help="frames allowed in a burst")
+    a(
+        "--max-connections",
+        type=int,
+        default=20_000,
+        help="open connections beyond which handshakes get HTTP 503 (default 20000)",
+    )
+    a(
+        "--max-sessions",
+        type=int,
+        default=None,
+        help="sessions held beyond which a hello is rejected as overloaded (default: no limit)",
+    )
+    a(
+        "--overload-retry-after",
+        type=int,
+        default=1000,
+        help="milliseconds sent as the retry hint of overload answers (default 1000)",
+    )
     a("--chunk-delay", type=float, default=0.005, help="seconds between streamed reply chunks")
     a("--log-format", choices=["text", "json"], default="text")
     a("--log-level", default="INFO")
@@ -79,10 +110,14 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         auth_secret=os.environ.get(SECRET_ENV, DEV_SECRET),
         admin_token=os.environ.get(ADMIN_ENV),
         trusted_proxies=tuple(args.trusted_proxy),
+        forwarded_header=args.forwarded_header,
         reauth_max_age_s=args.reauth_max_age,
         chunk_delay_s=args.chunk_delay,
         max_frames_per_s=args.max_frames_per_s,
         frame_burst=args.frame_burst,
+        max_connections=args.max_connections,
+        max_sessions=args.max_sessions,
+        overload_retry_after_ms=args.overload_retry_after,
         log_format=args.log_format,
         planted_fault=args.plant_fault,
         session=SessionConfig(
@@ -94,6 +129,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
                 max_frame_bytes=args.max_frame_bytes, replay_buffer_max=args.replay_buffer
             ),
             ip_policy=args.ip_policy,
+            request_ids_kept=args.request_ids_kept,
         ),
     )
 

@@ -2,13 +2,24 @@
 
 A client authenticated with the admin token connects to ``/admin`` and sends JSON messages;
 each gets one answer. Used by the harness to make a 10-minute gap cost one round trip.
+This module holds the messages, the server's side (``serve``) and a client (``advance_clock``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
+
+if TYPE_CHECKING:  # importing this module stays cheap: no websockets until it is used
+    from websockets.asyncio.server import ServerConnection
+
+    from reference_server.clock import VirtualClock
+
+log = logging.getLogger("reference_server")
 
 
 class _Admin(
@@ -70,3 +81,25 @@ async def advance_clock(
     if isinstance(reply, AdminError):
         raise ValueError(reply.message)
     return reply
+
+
+async def serve(
+    ws: ServerConnection, clock: VirtualClock, after_advance: Callable[[], None]
+) -> None:
+    """The server side of the channel: answer each request; ``after_advance`` runs (a sweep)
+    every time the clock moves, before the answer."""
+    async for frame in ws:
+        try:
+            request = request_decoder.decode(frame)
+        except Exception as exc:  # msgspec raises DecodeError or ValidationError
+            await ws.send(encoder.encode(AdminError(message=str(exc))), text=True)
+            continue
+        if isinstance(request, AdvanceClock):
+            if request.seconds < 0:
+                await ws.send(encoder.encode(AdminError(message="seconds < 0")), text=True)
+                continue
+            clock.advance(request.seconds)
+            log.info("clock advanced by %.3f s", request.seconds)
+            after_advance()
+        reply = ClockState(now=clock.now(), offset=clock.offset)
+        await ws.send(encoder.encode(reply), text=True)

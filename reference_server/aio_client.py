@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from typing import Literal, TypeVar
 
@@ -17,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from reference_server.protocol import (
+    SUPPORTED_VERSIONS,
     Attached,
     ClientEvent,
     ClientProtocol,
@@ -63,9 +65,11 @@ class AsyncClient:
         on_gap: Literal["raise", "report"] = "raise",
         ack_delay: float = 0.005,
         ack_every: int = 32,
+        versions: tuple[int, ...] = SUPPORTED_VERSIONS,
     ) -> None:
         """Acks are cumulative (§5): one goes out ``ack_delay`` seconds after a delivery, or at
-        once after ``ack_every`` deliveries, or with the next request, whichever is first."""
+        once after ``ack_every`` deliveries, or with the next request, whichever is first.
+        ``versions`` are the protocol versions offered in hello and resume (§4.1)."""
         self.url = url
         self.token = token
         self.headers = dict(headers or {})
@@ -73,7 +77,7 @@ class AsyncClient:
         self.connect_to: tuple[str, int] | None = None
         self.token_in_query = token_in_query
         self.open_timeout = open_timeout
-        self.protocol = ClientProtocol(on_gap=on_gap)
+        self.protocol = ClientProtocol(versions=versions, on_gap=on_gap)
         self.events: list[ClientEvent] = []
         self.errors: list[RemoteProtocolError] = []
         """Protocol violations the server committed, as this client saw them."""
@@ -94,6 +98,10 @@ class AsyncClient:
         """Called with the close code when a connection this client opened has closed."""
         self.on_error: Callable[[RemoteProtocolError], None] | None = None
         """Called with each protocol violation of the server, as it is detected."""
+        # One sender at a time, each batch whole and in order: a batch that waits for the
+        # rate limit must not let a later one overtake it (the server would see a seq gap).
+        self._sending = asyncio.Lock()
+        self._pacer: _Pacer | None = None
 
     # --- what was seen -------------------------------------------------------------------
 
@@ -136,6 +144,7 @@ class AsyncClient:
 
     async def _open(self) -> None:
         await self.drop()
+        self._pacer = None  # until welcome or resumed says what the limit is
         headers = dict(self.headers)
         url = self.url
         if self.token and self.token_in_query:
@@ -209,6 +218,15 @@ class AsyncClient:
             self.protocol.connection_lost()
         self._changed.set()
 
+    @property
+    def effective_ack_every(self) -> int:
+        """``ack_every``, capped so that at most half the server's replay buffer is ever
+        unacknowledged (§5.1): a small buffer cannot overflow while this client is attached."""
+        session = self.protocol.session
+        if session is None:
+            return self.ack_every
+        return max(1, min(self.ack_every, session.limits.replay_buffer_max // 2))
+
     async def _read(self, ws: ClientConnection) -> None:
         try:
             async for frame in ws:
@@ -220,6 +238,8 @@ class AsyncClient:
                     if self.on_events is not None:
                         self.on_events(events)
                     for event in events:
+                        if isinstance(event, Attached):
+                            self._pacer = _Pacer.for_session(self.protocol)
                         if isinstance(event, Delivered):
                             self._delivered.append(event.message)
                             reply_to = getattr(event.message, "in_reply_to", None)
@@ -231,9 +251,8 @@ class AsyncClient:
                         self.on_error(exc)
                 self._changed.set()
                 self._since_ack += 1
-                batch = self._since_ack < self.ack_every
-                for out in self.protocol.data_to_send(include_ack=not batch):
-                    await ws.send(out, text=True)
+                batch = self._since_ack < self.effective_ack_every
+                await self._send(ws, include_ack=not batch)
                 if not batch:
                     self._since_ack = 0
                 elif self.protocol.ack_due:
@@ -258,19 +277,25 @@ class AsyncClient:
             if self.protocol.ack_due and self.protocol.state is ClientState.ATTACHED:
                 self._since_ack = 0
                 with contextlib.suppress(ConnectionClosed):
-                    for out in self.protocol.data_to_send():
-                        await ws.send(out, text=True)
+                    await self._send(ws)
 
     async def _flush(self) -> None:
-        frames = self.protocol.data_to_send()
         ws = self.ws
         if ws is None:
+            self.protocol.data_to_send()  # nowhere to send: requests wait in unacked
             return
-        try:
-            for frame in frames:
+        with contextlib.suppress(ConnectionClosed):
+            await self._send(ws)
+
+    async def _send(self, ws: ClientConnection, *, include_ack: bool = True) -> None:
+        """Send what the protocol queued, whole and in order, within the server's advertised
+        rate limit (§12.1): acks and pongs go at once, other frames wait for the pacer."""
+        async with self._sending:
+            pacer = self._pacer
+            for frame in self.protocol.data_to_send(include_ack=include_ack):
+                if pacer is not None and not frame.startswith(_FREE_FRAMES):
+                    await pacer.wait()
                 await ws.send(frame, text=True)
-        except ConnectionClosed:
-            pass
 
     # --- requests ------------------------------------------------------------------------
 
@@ -344,3 +369,35 @@ class AsyncClient:
         return await self.wait_for(
             found, timeout, f"{kind.__name__} for {request_id}", while_connected=True
         )
+
+
+# Frames the server does not count against its rate limit (§12.1), as the codec writes them.
+_FREE_FRAMES = (b'{"type":"ack"', b'{"type":"pong"')
+# Stay this far inside the advertised limit: frames sent apart may arrive together.
+_PACING_MARGIN = 0.9
+
+
+class _Pacer:
+    """A token bucket mirroring the server's (§12.1), full at every new connection."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate * _PACING_MARGIN, max(1.0, burst * _PACING_MARGIN)
+        self.tokens, self.last = self.burst, time.monotonic()
+
+    @classmethod
+    def for_session(cls, protocol: ClientProtocol) -> _Pacer | None:
+        """The pacer the server's advertisement asks for; None if it advertised none (v1)."""
+        limits = protocol.session.limits if protocol.session else None
+        if limits is None or limits.frames_per_s is None or limits.frame_burst is None:
+            return None
+        return cls(limits.frames_per_s, limits.frame_burst)
+
+    async def wait(self) -> None:
+        """Take one token, sleeping until there is one."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+            self.tokens, self.last = 1.0, time.monotonic()
+        self.tokens -= 1

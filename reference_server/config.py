@@ -6,12 +6,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
+from reference_server.faults import PLANTED_FAULTS, PlantedFault
 from reference_server.protocol import SessionConfig
+from reference_server.protocol.addresses import canonical
 
-PlantedFault = Literal[
-    "skip_replay", "duplicate_replay", "never_expire", "ignore_ip_policy", "reusable_token"
-]
-PLANTED_FAULTS: tuple[str, ...] = PlantedFault.__args__  # type: ignore[attr-defined]
+__all__ = ["PLANTED_FAULTS", "PlantedFault", "ServerConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +25,8 @@ class ServerConfig:
     auth_secret: str = "dev-secret-change-me-0123456789abcdef"
     admin_token: str | None = None
     trusted_proxies: tuple[str, ...] = ()
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    """§10.1: which header a trusted proxy reports client addresses in (never both)."""
     session: SessionConfig = field(default_factory=SessionConfig)
     reauth_max_age_s: float = 60.0
     """Under ``require_reauth``, a credential issued this recently counts as re-authentication."""
@@ -34,6 +35,11 @@ class ServerConfig:
     sweep_interval_s: float = 0.5
     handshake_timeout_s: float = 10.0
     max_connections: int = 20_000
+    """§14: a handshake beyond this many open connections gets HTTP 503 with Retry-After."""
+    max_sessions: int | None = None
+    """§14: a hello while this many sessions are held gets ``rejected overloaded``."""
+    overload_retry_after_ms: int = 1000
+    """§14: the retry hint sent with either overload answer."""
     max_frames_per_s: float = 1000.0
     frame_burst: int = 2000
     max_bad_frames: int = 20
@@ -44,7 +50,7 @@ class ServerConfig:
     def trusts(self, peer: str) -> bool:
         """Is ``peer`` a proxy whose X-Forwarded-For header we believe?"""
         try:
-            address = ipaddress.ip_address(peer)
+            address = ipaddress.ip_address(canonical(peer))  # ::ffff:10.0.0.1 is 10.0.0.1
         except ValueError:
             return False
         return any(

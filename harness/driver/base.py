@@ -52,8 +52,10 @@ CAPABILITIES: Final[dict[str, str]] = {
     "resume_previous_token": "present a resume credential already used (a replayed theft)",
     "take_over": "resume another client's session from this client's connection",
     "history": "read the conversation the server stores",
+    "history_pages": "read the stored conversation in pages of a size the scenario chooses",
     "context": "read the agent context the server stores",
     "raw_frames": "send a frame exactly as written, and report the error or close it got",
+    "resend": "send a message already answered again, under its own number or a new one",
     "source_ip": "open connections from a chosen loopback address",
     "forwarded_for": "send an X-Forwarded-For header",
     "notices": "report the notices the server sends about a session (e.g. an IP change)",
@@ -164,8 +166,15 @@ class Driver(Protocol):
         """Wait for the complete reply to ``message_id``; return how many parts it had."""
         ...
 
-    async def fetch_history(self, timeout: float) -> list[Turn]:
-        """Every stored turn of the session's conversation, oldest first."""
+    async def resend(self, message_id: str, *, renumber: bool, timeout: float) -> None:
+        """Send message ``message_id`` again with the same id: under its original number, or
+        (``renumber``) under a new one, as a client that restarted would; return once the
+        target has answered everything sent before (so its answer, if any, was observed)."""
+        ...
+
+    async def fetch_history(self, timeout: float, *, page_size: int | None = None) -> list[Turn]:
+        """Every stored turn of the session's conversation, oldest first; a driver with
+        ``history_pages`` reads it in pages of ``page_size`` turns (its own size if None)."""
         ...
 
     async def fetch_context(self, timeout: float) -> Mapping[str, Any]:

@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
-from websockets.exceptions import InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from harness.driver import connect_errors
 from harness.driver.base import (
     ClientConfig,
     Driver,
@@ -38,7 +39,7 @@ from harness.driver.base import (
 from harness.history import Closed, Delivered, Notice, Outcome, Terms, Turn, Violation
 from harness.scenario.model import Scenario
 from harness.targets.base import Target
-from harness.targets.embedded import EmbeddedTarget
+from harness.targets.embedded import PLANTED_FAULTS, EmbeddedTarget
 from reference_server import admin
 from reference_server.aio_client import AsyncClient, ConnectionLostError, HandshakeRefusedError
 from reference_server.protocol import (
@@ -47,10 +48,12 @@ from reference_server.protocol import (
     ClientProtocol,
     ClientState,
     DuplicateDelivery,
+    LocalProtocolError,
     RejectedByServer,
     RemoteProtocolError,
     ServerClosing,
     UnnumberedError,
+    codec,
 )
 from reference_server.protocol import Delivered as ProtocolDelivered
 from reference_server.protocol.messages import (
@@ -60,6 +63,7 @@ from reference_server.protocol.messages import (
     SecurityNotice,
     ServerSequenced,
     ToolCall,
+    UserMessage,
 )
 
 HISTORY_PAGE = 200
@@ -75,8 +79,10 @@ INFO = DriverInfo(
             "resume_previous_token",
             "take_over",
             "history",
+            "history_pages",
             "context",
             "raw_frames",
+            "resend",
             "source_ip",
             "forwarded_for",
             "notices",
@@ -106,6 +112,7 @@ class ReferenceDriver:
         self.client.on_close = self._on_close
         self.client.on_error = self._on_error
         self.tokens_seen: list[str] = []
+        self._sent: dict[str, UserMessage] = {}
         self._closing_reason: str | None = None
         self._closing_ourselves = False
         self.set_route(config.route)
@@ -185,6 +192,8 @@ class ReferenceDriver:
                 raise DriverError(f"{session_of.name} has no session to take over")
             protocol.session, protocol.last_seq = other.session, other.last_seq
             protocol.state = ClientState.DISCONNECTED
+        if protocol.session is None:
+            raise DriverError("resume: the client holds no session to resume")
         if token == "previous":
             return await self._replay_previous_token(timeout)
         return await self._attempt("resume", self.client.resume, timeout, after=protocol.last_seq)
@@ -210,12 +219,16 @@ class ReferenceDriver:
         try:
             answer = await how(max(0.05, timeout))
         except HandshakeRefusedError as exc:
-            raise DriverError(
-                f"{kind}: handshake refused: {exc}", retry_after=_seconds(exc.retry_after)
-            ) from None
-        except (OSError, TimeoutError, ConnectionLostError, InvalidHandshake) as exc:
+            said = connect_errors.describe(exc, self.client.url, status=exc.status, body=exc.body)
+            raise DriverError(f"{kind}: {said}", retry_after=_seconds(exc.retry_after)) from None
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
             # InvalidHandshake: the network broke the HTTP upgrade (no or a cut response).
-            raise DriverError(f"{kind}: {type(exc).__name__}: {exc}") from None
+            said = connect_errors.describe(exc, self.client.url)
+            raise DriverError(f"{kind}: {said}") from None
+        except ConnectionLostError as exc:
+            raise DriverError(
+                f"{kind}: the connection was lost during the handshake: {exc}"
+            ) from None
         if isinstance(answer, RejectedByServer):
             after_s = answer.retry_after_ms / 1000 if answer.retry_after_ms else None
             return Outcome(kind="rejected", reason=answer.reason, retry_after=after_s)
@@ -280,7 +293,34 @@ class ReferenceDriver:
     # --- requests ------------------------------------------------------------------------
 
     async def send_message(self, text: str) -> str:
-        return await self.client.send_user_message(text)
+        try:
+            message_id = await self.client.send_user_message(text)
+        except LocalProtocolError as exc:  # no session to send in (never connected, or closed)
+            raise DriverError(f"send: {exc}") from None
+        sent = next((r for r in self.client.protocol.unacked.values() if r.id == message_id), None)
+        if isinstance(sent, UserMessage):
+            self._sent[message_id] = sent
+        return message_id
+
+    async def resend(self, message_id: str, *, renumber: bool, timeout: float) -> None:
+        """§6: the same request again, under its own seq (a resend the server must only ack)
+        or under a new seq (a renumbered resend it must answer with `duplicate`); then a
+        context request as a barrier: the server answers in order (§6), so once it is
+        answered, whatever the resend got has arrived."""
+        request = self._sent.get(message_id)
+        if request is None:
+            raise DriverError(f"resend: {message_id} was not sent by this client")
+        ws = self.client.ws
+        if ws is None or not self.client.connected:
+            raise DriverError("resend: not connected")
+        try:
+            if renumber:
+                await self.client.send_user_message(request.text, message_id)
+            else:
+                await ws.send(codec.encode(request), text=True)
+            await self.client.agent_context(timeout)
+        except (TimeoutError, ConnectionLostError, LocalProtocolError, ConnectionClosed) as exc:
+            raise DriverError(f"resend: {type(exc).__name__}: {exc}") from None
 
     async def await_reply(self, message_id: str, timeout: float) -> int:
         try:
@@ -289,13 +329,14 @@ class ReferenceDriver:
             raise DriverError(f"no complete reply to {message_id}: {type(exc).__name__}") from None
         return len(reply)
 
-    async def fetch_history(self, timeout: float) -> list[Turn]:
-        """Every stored turn, oldest first, fetched page by page."""
+    async def fetch_history(self, timeout: float, *, page_size: int | None = None) -> list[Turn]:
+        """Every stored turn, oldest first, fetched page by page (§11.2: `before` walks back)."""
         turns: list[Turn] = []
         before: int | None = None
+        limit = page_size or HISTORY_PAGE
         try:
             while True:
-                page: ConversationHistory = await self.client.history(before, HISTORY_PAGE, timeout)
+                page: ConversationHistory = await self.client.history(before, limit, timeout)
                 turns[:0] = [
                     Turn(index=e.index, role=e.role, message_id=e.message_id, text=e.text)
                     for e in page.entries
@@ -303,14 +344,14 @@ class ReferenceDriver:
                 if page.next_before is None:
                     return turns
                 before = page.next_before
-        except (TimeoutError, ConnectionLostError) as exc:
-            raise DriverError(f"history: {type(exc).__name__}") from None
+        except (TimeoutError, ConnectionLostError, LocalProtocolError) as exc:
+            raise DriverError(f"history: {type(exc).__name__}: {exc}") from None
 
     async def fetch_context(self, timeout: float) -> Mapping[str, Any]:
         try:
             answer: AgentContext = await self.client.agent_context(timeout)
-        except (TimeoutError, ConnectionLostError) as exc:
-            raise DriverError(f"context: {type(exc).__name__}") from None
+        except (TimeoutError, ConnectionLostError, LocalProtocolError) as exc:
+            raise DriverError(f"context: {type(exc).__name__}: {exc}") from None
         context: dict[str, Any] = msgspec.to_builtins(answer.context)
         return context
 
@@ -390,6 +431,9 @@ class ReferenceClock:
 
 class EmbeddedReference:
     """The embedded reference server, one child process per scenario."""
+
+    planted_faults = PLANTED_FAULTS
+    """Its catalogue of faults to plant (``harness matrix``)."""
 
     def capabilities(self, *, virtual_clock: bool) -> frozenset[str]:
         return EmbeddedTarget.capabilities_for(virtual_clock=virtual_clock)

@@ -20,6 +20,7 @@ GROUP: Final = "ws_continuity.drivers"
 
 _BUILTIN: Final[dict[str, str]] = {
     "reference": "harness.driver.reference:factory",
+    "memory": "harness.driver.memory:factory",
 }
 
 
@@ -51,3 +52,9 @@ def load(name: str) -> DriverFactory:
     if not isinstance(info, DriverInfo):
         raise DriverNotFoundError(f"driver {name!r} has no `info: DriverInfo` attribute")
     return factory  # type: ignore[no-any-return]
+
+
+def planted_faults(name: str) -> tuple[str, ...]:
+    """The faults driver ``name``'s embedded target can plant (none when it has no catalogue)."""
+    embedded = getattr(load(name), "embedded", None)
+    return tuple(getattr(embedded, "planted_faults", ()))

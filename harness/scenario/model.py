@@ -45,6 +45,7 @@ __all__ = [
     "Send",
     "Snapshot",
     "Step",
+    "StoreExpect",
     "Wait",
     "dec_hook",
     "iter_steps",
@@ -120,6 +121,10 @@ class HistoryExpect(_Model, frozen=True, kw_only=True):
     no_loss: bool = True
     no_duplicates: bool = True
     contains: tuple[str, ...] = ()
+    replies: bool = True
+    """Each stored reply to a sent message is the text the client received for it."""
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=500)] | None = None
+    """Read the history in pages of this many turns (paging bugs show only when it pages)."""
 
 
 class ContextExpect(_Model, frozen=True, kw_only=True):
@@ -173,9 +178,15 @@ LatencyOperation = Literal["connect", "resume", "chat", "history", "context"]
 
 
 class LatencyExpect(_Model, frozen=True, kw_only=True):
-    """Bounds on the latency of one kind of operation, measured over the whole run so far."""
+    """Bounds on the latency of one kind of operation, measured over the whole run so far.
+
+    With ``against: <operation>`` each bound is a ratio to the same statistic of that other
+    operation measured in the same run (``{operation: resume, against: connect, p50: "< 3"}``:
+    a resume's median at most three times a connect's), so a bound holds on a slow machine
+    and a fast one alike and still catches a resume that became far slower than normal."""
 
     operation: LatencyOperation
+    against: LatencyOperation | None = None
     p50: Threshold | None = None
     p95: Threshold | None = None
     p99: Threshold | None = None
@@ -187,10 +198,19 @@ class LatencyExpect(_Model, frozen=True, kw_only=True):
         statistics |= {"max": self.max, "mean": self.mean}
         if all(value is None for value in statistics.values()):
             raise ConstraintError("give at least one of `p50`, `p95`, `p99`, `max`, `mean`")
+        if self.against == self.operation:
+            raise ConstraintError("`against` must name another operation", "against")
         for name, threshold in statistics.items():
-            if threshold is not None and threshold.unit != "s":
+            if threshold is None:
+                continue
+            if self.against is None and threshold.unit != "s":
                 raise ConstraintError(
                     f"a latency bound is a time, like '< 500ms'; got {str(threshold)!r}", name
+                )
+            if self.against is not None and threshold.unit != "":
+                raise ConstraintError(
+                    f"with `against`, a bound is a ratio, like '< 3'; got {str(threshold)!r}",
+                    name,
                 )
 
 
@@ -217,6 +237,14 @@ class MetricExpect(_Model, frozen=True, kw_only=True):
             )
         if self.between is not None and self.growth is None:
             raise ConstraintError("`between` only goes with `growth`", "between")
+
+
+class StoreExpect(_Model, frozen=True, kw_only=True):
+    """What the target's store holds for the client's last session (``inspect_store``)."""
+
+    gone: bool
+    """``true``: no row of the session is left (after it expired or ended); ``false``: the
+    session is still stored."""
 
 
 class DeliveryExpect(_Model, frozen=True, kw_only=True):
@@ -253,6 +281,16 @@ class Chat(_Step, tag="chat", frozen=True, kw_only=True):
     """``reply``: each message is answered in time. ``timeout``: no complete reply comes in
     time (the network is broken on purpose). ``queued``: the client is disconnected, so the
     messages wait for the next resume (their replies are checked by later steps)."""
+    resend: Literal["same_seq", "new_seq"] | None = None
+    """Once a message is answered, send it again with the same id: under its own number
+    (``same_seq``, a client unsure its request arrived) or a new one (``new_seq``, a client
+    that restarted and renumbered). It must not be processed twice."""
+
+    def __post_init__(self) -> None:
+        if self.resend is not None and self.expect != "reply":
+            raise ConstraintError(
+                f"`resend` goes with `expect: reply` (this step expects {self.expect})", "resend"
+            )
 
 
 class Send(_Step, tag="send", frozen=True, kw_only=True):
@@ -462,22 +500,23 @@ class Expect(_Step, tag="expect", frozen=True, kw_only=True):
     latency: tuple[LatencyExpect, ...] = ()
     metrics: tuple[MetricExpect, ...] = ()
     delivery: DeliveryExpect | None = None
+    store: StoreExpect | None = None
     must_fail: bool = False
     """Invert the step: it passes only when a check fails. For scenarios that prove the
     harness catches a fault planted in the target (``Scenario.plant_fault``)."""
 
     def __post_init__(self) -> None:
-        parts = (self.history, self.context, self.resume, self.delivery)
+        parts = (self.history, self.context, self.resume, self.delivery, self.store)
         if all(part is None for part in parts) and not self.latency and not self.metrics:
             raise ConstraintError(
                 "give at least one of `history`, `context`, `resume`, `latency`, `metrics`,"
-                " `delivery`"
+                " `delivery`, `store`"
             )
 
     @property
     def needs_client(self) -> bool:
         """Whether the checks are about one client (latency and metrics are about the run)."""
-        parts = (self.history, self.context, self.resume, self.delivery)
+        parts = (self.history, self.context, self.resume, self.delivery, self.store)
         return any(part is not None for part in parts)
 
 

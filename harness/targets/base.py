@@ -7,7 +7,7 @@ capabilities are declared beside theirs (``harness.driver.base.CAPABILITIES``).
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -19,6 +19,7 @@ TARGET_CAPABILITIES: Final[dict[str, str]] = {
     "virtual_clock": "the harness can move the target's clock forward",
     "metrics": "the target serves Prometheus metrics at /metrics",
     "embedded": "the target is the embedded reference server (planted faults, server options)",
+    "inspect_store": "the harness can read how many rows the target's store holds for a session",
 }
 
 
@@ -53,6 +54,15 @@ class Target(Protocol):
         ...
 
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class InspectsStore(Protocol):
+    """A target whose store the harness can read from outside (``inspect_store``)."""
+
+    async def stored_rows(self, session: str) -> dict[str, int]:
+        """How many rows each part of the store holds for ``session``."""
+        ...
 
 
 def http_base(url: str) -> str:

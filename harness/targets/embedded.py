@@ -18,16 +18,11 @@ from typing import Final
 
 from harness.checkers import metric_samples
 from harness.targets.base import TargetError, fetch_metrics
-from reference_server import admin, auth
+from reference_server import admin, auth, faults
 from reference_server.launcher import ServerProcess, ServerStartError
+from reference_server.store import sqlite
 
-PLANTED_FAULTS: Final = (
-    "skip_replay",
-    "duplicate_replay",
-    "never_expire",
-    "ignore_ip_policy",
-    "reusable_token",
-)
+PLANTED_FAULTS: Final = faults.PLANTED_FAULTS
 """The rules the reference server can be started with broken (``--plant-fault``)."""
 
 _CONNECTIONS_METRIC: Final = "ws_connections"
@@ -75,7 +70,7 @@ class EmbeddedTarget:
     def capabilities_for(*, virtual_clock: bool) -> frozenset[str]:
         """What an embedded target started with (or without) the virtual clock can do."""
         clock = {"virtual_clock"} if virtual_clock else set()
-        return frozenset({"restart", "metrics", "embedded"} | clock)
+        return frozenset({"restart", "metrics", "embedded", "inspect_store"} | clock)
 
     async def start(self) -> None:
         try:
@@ -114,6 +109,10 @@ class EmbeddedTarget:
             if value is None or value <= connected:
                 return
             await asyncio.sleep(0.01)
+
+    async def stored_rows(self, session: str) -> dict[str, int]:
+        """The rows the server's SQLite file holds for ``session``, read as they are on disk."""
+        return await asyncio.to_thread(sqlite.rows_of, self._workdir / "sessions.db", session)
 
     def log_tail(self) -> str:
         return self.process.log_tail()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import subprocess
 from typing import Protocol
 
 from harness.targets.base import TargetError, fetch_metrics
@@ -22,6 +24,72 @@ class ClockControl(Protocol):
     async def advance(self, seconds: float) -> None: ...
 
 
+CREDENTIAL_COMMAND_TIMEOUT_S = 10.0
+
+
+def parse_credential(text: str) -> tuple[str, str]:
+    """``USER=env:NAME`` or ``USER=cmd:COMMAND`` (``*`` for every other user) as (user,
+    source); ``ValueError`` with the expected form otherwise. The token itself is never given
+    on the command line: only where to find it."""
+    user, sep, source = text.partition("=")
+    if not sep or not user or not source.startswith(("env:", "cmd:")) or len(source) < 5:
+        raise ValueError(
+            f"--credential {text!r}: write USER=env:VARIABLE or USER=cmd:COMMAND (the command "
+            "prints the token; {user} in it is replaced by the user's name)"
+        )
+    return user, source
+
+
+class Credentials:
+    """Where each simulated user's credential comes from."""
+
+    def __init__(self, sources: dict[str, str], default_env: str | None = None) -> None:
+        self.sources = dict(sources)
+        if default_env and "*" not in self.sources:
+            self.sources["*"] = f"env:{default_env}"
+
+    def check(self) -> None:
+        """Fail now, before any scenario, for an environment variable that is not set."""
+        for user, source in self.sources.items():
+            if source.startswith("env:") and not os.environ.get(source[4:]):
+                raise TargetError(
+                    f"environment variable {source[4:]} (the credential of "
+                    f"{'every user' if user == '*' else user}) is not set"
+                )
+
+    def __call__(self, user: str) -> str:
+        source = self.sources.get(user) or self.sources.get("*")
+        if source is None:
+            return ""
+        kind, _, value = source.partition(":")
+        if kind == "env":
+            token = os.environ.get(value, "")
+            if not token:
+                raise TargetError(
+                    f"environment variable {value} (the credential of {user}) is not set"
+                )
+            return token
+        command = [part.replace("{user}", user) for part in shlex.split(value)]
+        try:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=CREDENTIAL_COMMAND_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise TargetError(f"the credential command for {user} did not run: {exc}") from None
+        token = done.stdout.strip()
+        if done.returncode != 0 or not token:
+            # Its stderr may say why; its stdout (a token, perhaps) is never repeated.
+            raise TargetError(
+                f"the credential command for {user} exited {done.returncode} "
+                f"{'with no output' if not token else ''}: {done.stderr.strip()[:200]}"
+            )
+        return token
+
+
 class ExternalTarget:
     """A server at a URL."""
 
@@ -32,12 +100,12 @@ class ExternalTarget:
         *,
         clock: ClockControl | None = None,
         has_metrics: bool = False,
+        credentials: dict[str, str] | None = None,
     ) -> None:
         self.url = url
         self.description = f"external target {url}"
-        self._token = os.environ.get(token_env, "") if token_env else ""
-        if token_env and not self._token:
-            raise TargetError(f"environment variable {token_env} (the target's token) is not set")
+        self._credentials = Credentials(credentials or {}, token_env)
+        self._credentials.check()
         self._clock = clock
         self.capabilities = frozenset(
             ({"virtual_clock"} if clock is not None else set())
@@ -45,8 +113,8 @@ class ExternalTarget:
         )
 
     def credential_for(self, user: str) -> str:
-        # One credential for every simulated client: an external target has its own users.
-        return self._token
+        """The user's own credential (``--credential``), or the one of ``--token-env``."""
+        return self._credentials(user)
 
     async def start(self) -> None:
         return None

@@ -71,6 +71,8 @@ class SessionInfo:
     ip_policy: IpPolicy
     capabilities: tuple[str, ...]
     client_ip: str
+    reauth_max_age_s: float | None = None
+    """§10: advertised from version 2 on; None from a version-1 server."""
 
 
 class ClientProtocol:
@@ -363,4 +365,5 @@ def _session_info(message: Welcome | Resumed) -> SessionInfo:
         ip_policy=message.ip_policy,
         capabilities=message.capabilities,
         client_ip=message.client_ip,
+        reauth_max_age_s=message.reauth_max_age_s,
     )

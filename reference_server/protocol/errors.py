@@ -47,7 +47,7 @@ class ErrorCode:
     RATE_LIMITED = "rate_limited"
     OVERLOADED = "overloaded"
     INTERNAL = "internal"
-    HISTORY_RANGE = "history_range"
+    HISTORY_RANGE = "history_range"  # §13.2: deprecated in 1.1, never sent; clients accept it
 
 
 # §13.1: the close code that follows each rejection reason.

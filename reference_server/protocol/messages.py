@@ -12,15 +12,29 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+# §1: every integer is within 0 .. 2^53-1, the integers a JSON number holds exactly.
+MAX_INTEGER = 2**53 - 1
 # §5: sequence numbers start at 1; 0 means "nothing yet" where a count is acknowledged.
-Seq = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
-SeqOrZero = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
-Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+Seq = Annotated[int, msgspec.Meta(ge=1, le=MAX_INTEGER)]
+SeqOrZero = Annotated[int, msgspec.Meta(ge=0, le=MAX_INTEGER)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_INTEGER)]
+Positive = Annotated[int, msgspec.Meta(ge=1, le=MAX_INTEGER)]
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
+# §4.1: a version list names 1 to 16 versions, each a positive integer.
+Versions = Annotated[tuple[Positive, ...], msgspec.Meta(min_length=1, max_length=16)]
+# §6: a client message id is 1 to 128 characters.
+MAX_REQUEST_ID = 128
+RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REQUEST_ID)]
+# §13.1: a close code as RFC 6455 §7.4 allows a sender to use.
+CloseCodeValue = Annotated[int, msgspec.Meta(ge=1000, le=4999)]
 
 MAX_HISTORY_PAGE = 500
 
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+# §4.1: wire versions. 1 is what revision 1.0 of docs/protocol.md specified; 2 (revision 1.1)
+# adds the advertisements in welcome and resumed that version 1 cannot carry.
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS: tuple[int, ...] = (1, 2)
 
 # §4.6: a resume outcome that is not a rejection.
 ResumeOutcome = Literal["full", "degraded"]
@@ -58,22 +72,31 @@ class _Message(
 class Windows(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Disconnection windows, in seconds after the drop (§8)."""
 
-    full_s: float
-    resumable_s: float
+    full_s: Seconds
+    resumable_s: Seconds
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How often the server pings, and how long silence may last before it closes (§9)."""
 
-    interval_s: float
-    timeout_s: float
+    interval_s: PositiveSeconds
+    timeout_s: PositiveSeconds
 
 
-class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Bounds the server enforces (§12)."""
+class Limits(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """Bounds the server enforces (§12). The optional fields exist from version 2 on: absent
+    (None) they are not encoded at all, so a version-1 peer sees the version-1 object."""
 
-    max_frame_bytes: int
-    replay_buffer_max: int
+    max_frame_bytes: Annotated[int, msgspec.Meta(ge=256, le=MAX_INTEGER)]
+    replay_buffer_max: Positive
+    frames_per_s: PositiveSeconds | None = None
+    """§12.1, version 2: the rate limit on counted frames, per second."""
+    frame_burst: Positive | None = None
+    """§12.1, version 2: how many counted frames may come at once."""
+    request_ids_kept: Positive | None = None
+    """§6.1, version 2: how many client seqs' request ids the server remembers."""
 
 
 class SeqRange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -93,7 +116,7 @@ class ResumeWarning(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One turn of a conversation as the server stores it."""
 
-    index: int
+    index: Count
     role: Literal["user", "agent"]
     message_id: str
     text: str
@@ -112,7 +135,7 @@ class WorkflowState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Where the agent is in its multi-step workflow."""
 
     name: str
-    step: int
+    step: Count
     completed: tuple[str, ...] = ()
 
 
@@ -132,14 +155,14 @@ class AgentContextData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 class Hello(_Message, tag="hello", frozen=True):
     """Open a new session (§7.1)."""
 
-    versions: tuple[int, ...]
+    versions: Versions
     client: str = ""
 
 
 class Resume(_Message, tag="resume", frozen=True):
     """Reattach to a session after a drop (§7.2)."""
 
-    versions: tuple[int, ...]
+    versions: Versions
     session_id: str
     resume_token: str
     epoch: str
@@ -150,7 +173,7 @@ class Resume(_Message, tag="resume", frozen=True):
 class UserMessage(_Message, tag="user_message", frozen=True):
     """A chat turn for the agent; answered by reply_chunk messages (§11)."""
 
-    id: str
+    id: RequestId
     seq: Seq
     text: str
 
@@ -158,7 +181,7 @@ class UserMessage(_Message, tag="user_message", frozen=True):
 class GetConversationHistory(_Message, tag="get_conversation_history", frozen=True):
     """Ask for stored turns, newest first in pages: entries with index < ``before`` (§11)."""
 
-    id: str
+    id: RequestId
     seq: Seq
     before: Count | None = None
     limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_HISTORY_PAGE)] = 50
@@ -167,7 +190,7 @@ class GetConversationHistory(_Message, tag="get_conversation_history", frozen=Tr
 class GetAgentContext(_Message, tag="get_agent_context", frozen=True):
     """Ask for the agent's stored context (§11)."""
 
-    id: str
+    id: RequestId
     seq: Seq
 
 
@@ -198,10 +221,10 @@ class Bye(_Message, tag="bye", frozen=True):
 # --- server to client ---------------------------------------------------------------------
 
 
-class Welcome(_Message, tag="welcome", frozen=True):
+class Welcome(_Message, tag="welcome", frozen=True, omit_defaults=True):
     """A new session is open (§7.1)."""
 
-    protocol_version: int
+    protocol_version: Positive
     session_id: str
     resume_token: str
     epoch: str
@@ -211,12 +234,14 @@ class Welcome(_Message, tag="welcome", frozen=True):
     ip_policy: IpPolicy
     capabilities: tuple[str, ...]
     client_ip: str
+    reauth_max_age_s: Seconds | None = None
+    """§10, version 2: how recently a credential must be issued to count as re-authentication."""
 
 
-class Resumed(_Message, tag="resumed", frozen=True):
+class Resumed(_Message, tag="resumed", frozen=True, omit_defaults=True):
     """A resume was accepted (§7.2); replayed messages follow it in order."""
 
-    protocol_version: int
+    protocol_version: Positive
     outcome: ResumeOutcome
     session_id: str
     resume_token: str
@@ -228,13 +253,15 @@ class Resumed(_Message, tag="resumed", frozen=True):
     """The highest client ``seq`` the server processed; the client resends what follows."""
     missed: SeqRange | None
     warnings: tuple[ResumeWarning, ...]
-    gap_s: float
+    gap_s: Seconds
     windows: Windows
     heartbeat: Heartbeat
     limits: Limits
     ip_policy: IpPolicy
     capabilities: tuple[str, ...]
     client_ip: str
+    reauth_max_age_s: Seconds | None = None
+    """§10, version 2: as in welcome."""
 
 
 class Rejected(_Message, tag="rejected", frozen=True):
@@ -242,14 +269,15 @@ class Rejected(_Message, tag="rejected", frozen=True):
 
     reason: RejectReason
     message: str
-    retry_after_ms: int | None = None
+    retry_after_ms: Count | None = None
 
 
 class Closing(_Message, tag="closing", frozen=True):
     """The server is about to close this connection, and why (§7.3, §13)."""
 
-    code: int
+    code: CloseCodeValue
     reason: str
+    """An open enumeration (§4.2): informational, clients decide on ``code``."""
     message: str
 
 
@@ -258,7 +286,7 @@ class ReplyChunk(_Message, tag="reply_chunk", frozen=True):
 
     seq: Seq
     in_reply_to: str
-    chunk_index: int
+    chunk_index: Count
     text: str
     final: bool
 
@@ -277,9 +305,9 @@ class ConversationHistory(_Message, tag="conversation_history", frozen=True):
     seq: Seq
     in_reply_to: str
     entries: tuple[HistoryEntry, ...]
-    total: int
-    next_before: int | None
-    retrieval_ms: float
+    total: Count
+    next_before: Positive | None
+    retrieval_ms: Seconds
 
 
 class AgentContext(_Message, tag="agent_context", frozen=True):
@@ -288,7 +316,7 @@ class AgentContext(_Message, tag="agent_context", frozen=True):
     seq: Seq
     in_reply_to: str
     context: AgentContextData
-    retrieval_ms: float
+    retrieval_ms: Seconds
 
 
 class SecurityNotice(_Message, tag="security_notice", frozen=True):
@@ -315,7 +343,7 @@ class Error(_Message, tag="error", frozen=True):
     message: str
     seq: Seq | None = None
     in_reply_to: str | None = None
-    retry_after_ms: int | None = None
+    retry_after_ms: Count | None = None
 
 
 ClientMessage = (

@@ -8,13 +8,14 @@ method that needs the time takes ``now`` (seconds, from whatever clock the serve
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import msgspec
 
 from . import codec
+from .addresses import canonical, same_address
 from .errors import REJECTION_CLOSE_CODES, CloseCode, ErrorCode, RemoteProtocolError
 from .events import (
     ByeReceived,
@@ -84,6 +85,15 @@ class SessionConfig:
     capabilities: tuple[str, ...] = (CAPABILITY_REPLAY, CAPABILITY_HISTORY_PAGING)
     used_tokens_kept: int = 64
     """How many consumed token hashes a session remembers to detect reuse (§7.2.1)."""
+    request_ids_kept: int = 1024
+    """§6.1: the ids of the requests of the last this-many client seqs are remembered."""
+    frames_per_s: float = 1000.0
+    """§12.1: the rate limit the I/O layer enforces, advertised from version 2 on."""
+    frame_burst: int = 2000
+    """§12.1: the burst the I/O layer allows, advertised from version 2 on."""
+    reauth_max_age_s: float = 60.0
+    """§10: under ``require_reauth``, a credential issued this recently counts as
+    re-authentication; advertised from version 2 on."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.windows.full_s <= self.windows.resumable_s:
@@ -92,6 +102,10 @@ class SessionConfig:
             raise ValueError("heartbeat: need 0 < interval_s < timeout_s")
         if self.limits.replay_buffer_max < 1 or self.limits.max_frame_bytes < 256:
             raise ValueError("limits: replay_buffer_max >= 1 and max_frame_bytes >= 256")
+        if self.request_ids_kept < 1:
+            raise ValueError("request_ids_kept: need at least 1")
+        if not (self.frames_per_s > 0 and self.frame_burst >= 1 and self.reauth_max_age_s >= 0):
+            raise ValueError("need frames_per_s > 0, frame_burst >= 1, reauth_max_age_s >= 0")
 
 
 class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,6 +126,7 @@ class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     used_hashes: tuple[str, ...]
     replay_overflow_upto: int
     last_heard: float = 0.0
+    previous_epochs: tuple[str, ...] = ()
 
 
 def negotiate_version(versions: tuple[int, ...]) -> int | None:
@@ -149,7 +164,7 @@ class ServerSession:
         self.session_id = session_id
         self.user_id = user_id
         self.epoch = epoch
-        self.client_ip = client_ip
+        self.client_ip = canonical(client_ip)
         self.config = config or SessionConfig()
         self.state = SessionState.ATTACHED
         self.connection_id = 0
@@ -161,7 +176,10 @@ class ServerSession:
         """The highest client seq processed (§6)."""
         self.detached_at: float | None = None
         self.last_heard = now
-        self.processed_ids: set[str] = set()
+        self.previous_epochs: tuple[str, ...] = ()
+        """Epochs this session had before its current one, oldest first (§8.1)."""
+        self.processed_ids: OrderedDict[str, int] = OrderedDict()
+        """Processed request ids, each with its client seq, oldest first; bounded (§6.1)."""
         self._token_factory = token_factory
         self._token_hash = ""
         self._previous_hash: str | None = None  # still valid until the client's first frame
@@ -192,6 +210,7 @@ class ServerSession:
             used_hashes=tuple(self._used_hashes),
             replay_overflow_upto=self._replay_overflow_upto,
             last_heard=self.last_heard,
+            previous_epochs=self.previous_epochs,
         )
 
     @classmethod
@@ -200,14 +219,15 @@ class ServerSession:
         snapshot: SessionSnapshot,
         *,
         replay: Iterable[tuple[int, bytes]],
-        processed_ids: Iterable[str],
+        processed_ids: Iterable[tuple[str, int] | str],
         now: float,
         config: SessionConfig | None = None,
         token_factory: TokenFactory = new_token,
     ) -> ServerSession:
         """Rebuild a session from a store after a restart. A session that was attached when
-        the server died counts as dropped when it was last heard from, so the downtime counts
-        against its windows (§8)."""
+        the server stopped is detached as of the restore (§8): the server notices the drop only
+        now, and its windows count from now, as they would for any drop it noticed late. A
+        session that was already detached keeps the moment of its drop."""
         session = cls(
             session_id=snapshot.session_id,
             user_id=snapshot.user_id,
@@ -219,12 +239,10 @@ class ServerSession:
         )
         state = SessionState(snapshot.state)
         session.state = SessionState.DETACHED if state is SessionState.ATTACHED else state
-        if snapshot.detached_at is not None:
-            session.detached_at = snapshot.detached_at
-        else:
-            session.detached_at = snapshot.last_heard or now
+        session.detached_at = snapshot.detached_at if snapshot.detached_at is not None else now
         session.last_heard = snapshot.last_heard or now
         session.next_seq = snapshot.next_seq
+        session.previous_epochs = snapshot.previous_epochs
         session.acked_seq = snapshot.acked_seq
         session.last_client_seq = snapshot.last_client_seq
         session._token_hash = snapshot.token_hash
@@ -232,7 +250,13 @@ class ServerSession:
         session._used_hashes.extend(snapshot.used_hashes)
         session._replay_overflow_upto = snapshot.replay_overflow_upto
         session._replay.extend(replay)
-        session.processed_ids.update(processed_ids)
+        # An id stored without its seq (an older store) counts as processed at the last seq.
+        pairs = [
+            (entry, snapshot.last_client_seq) if isinstance(entry, str) else entry
+            for entry in processed_ids
+        ]
+        session.processed_ids.update(sorted(pairs, key=lambda pair: pair[1]))
+        session._forget_old_request_ids()
         return session
 
     # --- opening -------------------------------------------------------------------------
@@ -251,13 +275,32 @@ class ServerSession:
                     epoch=self.epoch,
                     windows=self.config.windows,
                     heartbeat=self.config.heartbeat,
-                    limits=self.config.limits,
+                    limits=self._limits(version),
                     ip_policy=self.config.ip_policy,
                     capabilities=self.config.capabilities,
                     client_ip=self.client_ip,
+                    reauth_max_age_s=self._reauth_max_age_s(version),
                 )
             )
         )
+
+    def _limits(self, version: int) -> Limits:
+        """§4.1: version 2 advertises the rate limit and the request-id bound; version 1
+        cannot carry them (its decoders reject unknown fields)."""
+        limits = self.config.limits
+        if version < 2:
+            return msgspec.structs.replace(
+                limits, frames_per_s=None, frame_burst=None, request_ids_kept=None
+            )
+        return msgspec.structs.replace(
+            limits,
+            frames_per_s=self.config.frames_per_s,
+            frame_burst=self.config.frame_burst,
+            request_ids_kept=self.config.request_ids_kept,
+        )
+
+    def _reauth_max_age_s(self, version: int) -> float | None:
+        return self.config.reauth_max_age_s if version >= 2 else None
 
     # --- sending -------------------------------------------------------------------------
 
@@ -339,11 +382,26 @@ class ServerSession:
             )
         self.last_client_seq = request.seq
         self._ack_pending = True
-        if request.id in self.processed_ids:
+        duplicate = request.id in self.processed_ids
+        if not duplicate:
+            self.processed_ids[request.id] = request.seq
+        self._forget_old_request_ids()
+        if duplicate:
             self.send(lambda seq: Duplicate(seq=seq, in_reply_to=request.id))
             return [DuplicateRequest(request)]
-        self.processed_ids.add(request.id)
         return [RequestReceived(request)]
+
+    @property
+    def request_ids_from(self) -> int:
+        """§6.1: the lowest client seq whose request id is still remembered."""
+        return max(1, self.last_client_seq - self.config.request_ids_kept + 1)
+
+    def _forget_old_request_ids(self) -> None:
+        # Ids arrive in seq order, so the oldest is always first: O(1) per request.
+        oldest = self.request_ids_from
+        ids = self.processed_ids
+        while ids and next(iter(ids.values())) < oldest:
+            ids.popitem(last=False)
 
     def _receive_ack(self, seq: int) -> None:
         if seq >= self.next_seq:
@@ -384,6 +442,32 @@ class ServerSession:
                 return [SessionExpired()]
         return []
 
+    def next_tick_at(self) -> float | None:
+        """When ``tick()`` next has something to do: the next ping or the heartbeat deadline
+        while attached (§9), the end of the resumable window while detached (§8); None once
+        the session is terminal. An I/O layer sleeps until then instead of polling."""
+        if self.state is SessionState.ATTACHED:
+            heartbeat = self.config.heartbeat
+            return min(
+                self._last_ping_sent + heartbeat.interval_s, self.last_heard + heartbeat.timeout_s
+            )
+        if self.state is SessionState.DETACHED and self.detached_at is not None:
+            return self.detached_at + self.config.windows.resumable_s
+        return None
+
+    def change_epoch(self, epoch: str) -> None:
+        """Start a new numbering stream (§8.1): the server can no longer replay the old one
+        (it lost the replay buffer but kept the session). Numbering goes on from ``next_seq``;
+        every earlier message counts as acknowledged; a resume naming the old epoch is
+        ``epoch_changed``."""
+        if epoch == self.epoch or epoch in self.previous_epochs:
+            raise ValueError(f"epoch {epoch!r} was already used by this session")
+        self._require_live()
+        self.previous_epochs = (*self.previous_epochs, self.epoch)
+        self.epoch = epoch
+        self.acked_seq = self.next_seq - 1
+        self._replay.clear()
+
     def gap(self, now: float) -> float:
         """Seconds since the connection was lost; 0 while attached."""
         return 0.0 if self.detached_at is None else max(0.0, now - self.detached_at)
@@ -414,15 +498,18 @@ class ServerSession:
             self._forget()
             return self._refuse("session_expired", "the resumable window has passed")
 
+        # §7.2 check 4 before the tokens: a consumed token in a stranger's hands must not let
+        # the stranger revoke the owner's session.
+        if user_id != self.user_id:
+            return self._refuse("auth_failed", "credential belongs to another user")
         presented = hash_token(request.resume_token)
         if any(same_hash(used, presented) for used in self._used_hashes):
             return self._revoke()
         current_ok = same_hash(self._token_hash, presented)
         if not current_ok and not same_hash(self._previous_hash, presented):
             return self._refuse("token_invalid", "resume token does not match this session")
-        if user_id != self.user_id:
-            return self._refuse("auth_failed", "credential belongs to another user")
-        ip_changed = client_ip != self.client_ip
+        client_ip = canonical(client_ip)
+        ip_changed = not same_address(client_ip, self.client_ip)  # §10: canonical forms
         if ip_changed and self.config.ip_policy == "deny":
             return self._refuse(
                 "ip_denied", f"resume from {client_ip}, session began at {self.client_ip}"
@@ -463,12 +550,26 @@ class ServerSession:
         warnings: list[ResumeWarning] = []
         missed: SeqRange | None = None
         last_seq = request.last_seq if same_epoch else self.next_seq - 1
-        if not same_epoch:
+        if not same_epoch and request.epoch in self.previous_epochs:
             warnings.append(
                 ResumeWarning(
                     code="epoch_changed",
                     message=f"server stream is epoch {self.epoch}, client had {request.epoch}; "
                     "numbered messages of the old epoch cannot be replayed",
+                )
+            )
+            self._replay.clear()
+        elif not same_epoch:
+            # §8.1: an epoch this session never had (a corrupted client store, say): the
+            # client's last_seq means nothing, so what the server still held unacknowledged is
+            # declared lost rather than silently taken as received.
+            if self.acked_seq < self.next_seq - 1:
+                missed = SeqRange(first=self.acked_seq + 1, last=self.next_seq - 1)
+            warnings.append(
+                ResumeWarning(
+                    code="epoch_unknown",
+                    message=f"epoch {request.epoch} was never this session's (it is "
+                    f"{self.epoch}): unacknowledged messages are declared missed",
                 )
             )
             self._replay.clear()
@@ -524,10 +625,11 @@ class ServerSession:
                     gap_s=round(gap, 3),
                     windows=self.config.windows,
                     heartbeat=self.config.heartbeat,
-                    limits=self.config.limits,
+                    limits=self._limits(version),
                     ip_policy=self.config.ip_policy,
                     capabilities=self.config.capabilities,
                     client_ip=client_ip,
+                    reauth_max_age_s=self._reauth_max_age_s(version),
                 )
             ),
             *replay,

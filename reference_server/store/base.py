@@ -2,7 +2,8 @@
 
 The server calls ``commit()`` once per change, before it sends anything the change produced:
 what the server has sent with a sequence number, or acknowledged, is stored first. A store
-keeps, per session: the protocol snapshot, the replay frames, the processed request ids, the
+keeps, per session: the protocol snapshot, the replay frames, the processed request ids (only
+those the session still remembers, §6.1: a store is as bounded as the session), the
 conversation history and the agent context. ``delete()`` removes all of it and leaves a
 tombstone so a late resume learns why the session is gone.
 """
@@ -24,7 +25,10 @@ class Change:
     snapshot: SessionSnapshot
     replay: Sequence[tuple[int, bytes]]
     """The session's whole replay buffer now; the store writes the difference."""
-    new_request_ids: Sequence[str] = ()
+    new_request_ids: Sequence[tuple[str, int]] = ()
+    """Request ids processed by this change, each with its client seq (§6.1)."""
+    request_ids_from: int = 1
+    """The lowest client seq whose request id is kept: the store forgets older ones (§6.1)."""
     new_history: Sequence[HistoryEntry] = ()
     context: AgentContextData | None = None
     """The agent context after the change, when it changed."""
@@ -36,7 +40,8 @@ class StoredSession:
 
     snapshot: SessionSnapshot
     replay: tuple[tuple[int, bytes], ...]
-    request_ids: frozenset[str]
+    request_ids: tuple[tuple[str, int], ...]
+    """Processed request ids with their client seqs, oldest first."""
 
 
 @dataclass(frozen=True, slots=True)

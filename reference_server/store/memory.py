@@ -2,12 +2,14 @@
 
 This is the throughput store. ``commit()`` keeps references rather than copies: the latest
 snapshot (immutable), the replay buffer as the tuple the server handed over (frames are
-immutable ``bytes``), and appends new request ids and history entries.
+immutable ``bytes``), and appends new request ids (forgetting those the session forgot) and
+history entries.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from reference_server.protocol.messages import AgentContextData, HistoryEntry
@@ -24,7 +26,8 @@ def _index(entry: HistoryEntry) -> int:
 class _Held:
     snapshot: SessionSnapshot
     replay: tuple[tuple[int, bytes], ...] = ()
-    request_ids: set[str] = field(default_factory=set)
+    request_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    """Request id -> client seq, oldest first (ids arrive in seq order)."""
     history: list[HistoryEntry] = field(default_factory=list)
     """Kept sorted by index (entries normally arrive in order, so this is an append)."""
     context: AgentContextData | None = None
@@ -39,6 +42,19 @@ class MemoryStore:
         self._sessions: dict[str, _Held] = {}
         self._tombstones: dict[str, tuple[str, float]] = {}
 
+    def rows_of(self, session_id: str) -> dict[str, int]:
+        """What the store holds for one session, counted as the SQLite store's rows are."""
+        held = self._sessions.get(session_id)
+        if held is None:
+            return dict.fromkeys(("sessions", "replay", "request_ids", "history", "context"), 0)
+        return {
+            "sessions": 1,
+            "replay": len(held.replay),
+            "request_ids": len(held.request_ids),
+            "history": len(held.history),
+            "context": 0 if held.context is None else 1,
+        }
+
     def commit(self, change: Change) -> None:
         """Apply one change; the replay tuple is kept by reference, not copied."""
         snapshot = change.snapshot
@@ -49,8 +65,11 @@ class MemoryStore:
             held.snapshot = snapshot
         # tuple() of a tuple is the same object: the server's replay_buffer costs nothing here.
         held.replay = tuple(change.replay)
-        if change.new_request_ids:
-            held.request_ids.update(change.new_request_ids)
+        ids = held.request_ids
+        for request_id, seq in change.new_request_ids:
+            ids.setdefault(request_id, seq)
+        while ids and next(iter(ids.values())) < change.request_ids_from:
+            ids.popitem(last=False)
         for entry in change.new_history:
             _add_entry(held.history, entry)
         if change.context is not None:
@@ -63,7 +82,7 @@ class MemoryStore:
             StoredSession(
                 snapshot=held.snapshot,
                 replay=held.replay,
-                request_ids=frozenset(held.request_ids),
+                request_ids=tuple(held.request_ids.items()),
             )
             for held in self._sessions.values()
         ]

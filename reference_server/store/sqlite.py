@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Literal, cast
 
 import msgspec
@@ -25,7 +26,7 @@ from reference_server.protocol.session import SessionSnapshot
 
 from .base import Change, HistoryPage, StoredSession, page
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5000
 
 _SCHEMA = """
@@ -44,8 +45,10 @@ CREATE TABLE IF NOT EXISTS replay (
 CREATE TABLE IF NOT EXISTS request_ids (
     session_id TEXT NOT NULL REFERENCES sessions(id),
     id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
     PRIMARY KEY (session_id, id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS request_ids_by_seq ON request_ids (session_id, seq);
 CREATE TABLE IF NOT EXISTS history (
     session_id TEXT NOT NULL REFERENCES sessions(id),
     idx INTEGER NOT NULL,
@@ -89,6 +92,9 @@ class SqliteStore:
         self._closed = False
         self._highest_seq: dict[str, int] = {}
         """Per session, the highest replay seq ever stored (0: none). Frames above it are new."""
+        self._request_ids_from: dict[str, int] = {}
+        """Per session, the lowest client seq whose request id is kept, as last applied: ids
+        are deleted only when it moves, so a session under the bound costs no delete."""
         try:
             self._configure()
         except BaseException:
@@ -107,20 +113,24 @@ class SqliteStore:
         db.execute("PRAGMA foreign_keys = ON")
         (version,) = db.execute("PRAGMA user_version").fetchone()
         if version == 0:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            self._migrate(_create_schema)
+        elif version == 1:
+            self._migrate(_request_ids_with_seq)
         elif version != SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
                 f"{self.path}: schema version {version}, this server knows {SCHEMA_VERSION}"
             )
+
+    def _migrate(self, step: Callable[[sqlite3.Connection], None]) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     # --- writing -------------------------------------------------------------------------
 
@@ -162,8 +172,13 @@ class SqliteStore:
                 )
             if change.new_request_ids:
                 db.executemany(
-                    "INSERT OR IGNORE INTO request_ids (session_id, id) VALUES (?, ?)",
-                    [(sid, rid) for rid in change.new_request_ids],
+                    "INSERT OR IGNORE INTO request_ids (session_id, id, seq) VALUES (?, ?, ?)",
+                    [(sid, rid, seq) for rid, seq in change.new_request_ids],
+                )
+            ids_from = change.request_ids_from
+            if ids_from > self._request_ids_from.get(sid, 1):
+                db.execute(
+                    "DELETE FROM request_ids WHERE session_id = ? AND seq < ?", (sid, ids_from)
                 )
             if change.new_history:
                 db.executemany(
@@ -183,6 +198,7 @@ class SqliteStore:
             raise
         # Only once the transaction is in: a rolled-back commit must not move the cache.
         self._highest_seq[sid] = replay[-1][0] if start < len(replay) else highest
+        self._request_ids_from[sid] = max(ids_from, self._request_ids_from.get(sid, 1))
 
     def delete(self, session_id: str, reason: str, at: float) -> None:
         """Delete every row of the session in one transaction and leave a tombstone."""
@@ -202,6 +218,7 @@ class SqliteStore:
             self._rollback()
             raise
         self._highest_seq.pop(session_id, None)
+        self._request_ids_from.pop(session_id, None)
 
     def sweep_tombstones(self, older_than: float) -> int:
         """Forget tombstones left before ``older_than``; return how many."""
@@ -221,9 +238,11 @@ class SqliteStore:
             "SELECT session_id, seq, frame FROM replay ORDER BY session_id, seq"
         ):
             replay.setdefault(sid, []).append((seq, frame))
-        request_ids: dict[str, set[str]] = {}
-        for sid, rid in db.execute("SELECT session_id, id FROM request_ids"):
-            request_ids.setdefault(sid, set()).add(rid)
+        request_ids: dict[str, list[tuple[str, int]]] = {}
+        for sid, rid, seq in db.execute(
+            "SELECT session_id, id, seq FROM request_ids ORDER BY session_id, seq"
+        ):
+            request_ids.setdefault(sid, []).append((rid, seq))
         sessions = []
         for sid, data in db.execute("SELECT id, snapshot FROM sessions ORDER BY id"):
             frames = tuple(replay.get(sid, ()))
@@ -232,7 +251,7 @@ class SqliteStore:
                 StoredSession(
                     snapshot=_snapshot_decoder.decode(data),
                     replay=frames,
-                    request_ids=frozenset(request_ids.get(sid, ())),
+                    request_ids=tuple(request_ids.get(sid, ())),
                 )
             )
         return sessions
@@ -299,3 +318,39 @@ class SqliteStore:
         if not self._closed:
             self._closed = True
             self._db.close()
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _request_ids_with_seq(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: request ids get their client seq, so the store can forget old ones
+    (§6.1). The seq of an id stored by schema 1 is unknown: it gets the session's last client
+    seq, so it is kept for a whole bound from now on, never forgotten early."""
+    db.execute("ALTER TABLE request_ids ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX request_ids_by_seq ON request_ids (session_id, seq)")
+    for sid, data in db.execute("SELECT id, snapshot FROM sessions").fetchall():
+        last = _snapshot_decoder.decode(data).last_client_seq
+        db.execute("UPDATE request_ids SET seq = ? WHERE session_id = ?", (last, sid))
+
+
+def rows_of(path: str | os.PathLike[str], session_id: str) -> dict[str, int]:
+    """How many rows each table holds for one session, read from the file as it is on disk
+    (a read-only connection: for inspection from outside the server, e.g. by a harness
+    checking that an expired session left nothing behind)."""
+    uri = f"file:{os.fspath(path)}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=5.0)
+    try:
+        counts: dict[str, int] = {}
+        for table in _TABLES:
+            column = "id" if table == "sessions" else "session_id"
+            (count,) = db.execute(
+                f"SELECT count(*) FROM {table} WHERE {column} = ?", (session_id,)
+            ).fetchone()
+            counts[table] = int(count)
+        return counts
+    finally:
+        db.close()

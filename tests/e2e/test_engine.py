@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import signal
+import textwrap
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -171,8 +172,9 @@ async def test_a_frozen_fault_layer_is_blamed_not_the_target(tmp_path: Path) -> 
         took = time.monotonic() - started
     statuses = [(s.status, s.infrastructure) for s in record.scenarios]
     assert [("error", True)] * 4 == statuses, [s.error for s in record.scenarios]
-    assert all("fault layer (Toxiproxy)" in s.error for s in record.scenarios)
-    assert took < scaled(12.0), f"the run took {took:.1f} s to end after the freeze"
+    errors = [s.error for s in record.scenarios]
+    assert all("Toxiproxy" in e for e in errors), errors
+    assert took < scaled(20.0), f"the run took {took:.1f} s to end after the freeze"
     assert exit_codes.INFRASTRUCTURE_ERROR == exit_code(record)
 
 
@@ -184,3 +186,37 @@ def test_results_json_holds_the_scenario_and_decodes_to_the_same_record(seed_res
     assert seed_results.read_bytes() == results.encode(record)
     raw = msgspec.json.decode(seed_results.read_bytes())
     assert "steps" in raw["scenarios"][0]["scenario"]
+
+
+def test_the_fault_matrix_names_which_scenario_caught_which_fault(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`harness matrix` runs a suite clean and with each fault planted: the replay check
+    catches a doubled replay, nothing in this suite catches a never-expiring session, and the
+    exit code says a fault survived."""
+    path = tmp_path / "replay.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            name: replay after a blackhole
+            clock: virtual
+            steps:
+              - connect:
+              - chat: 1
+              - fault: {toxic: timeout, timeout: 0s, stream: downstream}
+              - chat: {text: "into the void", timeout: 1s, expect: timeout}
+              - heal:
+              - resume: full
+              - chat: 1
+              - expect:
+                  delivery: {}
+            """
+        ),
+        encoding="utf-8",
+    )
+    args = ["matrix", str(path), "--fault", "duplicate_replay", "--fault", "never_expire"]
+    assert exit_codes.SCENARIO_FAILED == cli.main(args)
+    out = capsys.readouterr().out
+    assert "**Kill rate:** 1 of 2 faults (50%)" in out
+    assert "| `duplicate_replay` | ✗ | 1 |" in out
+    assert "| `never_expire` | · | 0 |" in out

@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
@@ -50,6 +51,7 @@ TURNS = ("my name is Ada", "set x = 4", "what is x * 2")
 IN_FLIGHT = "let y be 7; what is x + y"
 FULL_WINDOW_S = 30.0  # the server's default full replay window
 WAIT_S = 10.0
+IDLE_BEFORE_KILL_S = 1.5
 
 KillMoment = Literal["race", "unread", "processed"]
 
@@ -309,6 +311,26 @@ async def test_two_sigkills_in_one_conversation_keep_one_stream(
     assert entries == list(history.entries)
     assert context == (await client.agent_context(timeout=WAIT_S)).context
     assert 2 == sqlite_server.restarts
+    _assert_clean_stream(client)
+
+
+@pytest.mark.asyncio
+async def test_gap_after_a_sigkill_counts_from_the_restore(
+    sqlite_server: ServerProcess, client: AsyncClient
+) -> None:
+    """A session that was attached when the server was SIGKILLed is detached as of the
+    restore (§8): the resume's gap_s counts from the restart, not from the last frame before
+    the kill, so idle time before a crash does not eat into the session's windows."""
+    welcome = next(e for e in client.events if isinstance(e, Attached))
+    await client.chat("my name is Ada", timeout=WAIT_S)
+    await asyncio.sleep(IDLE_BEFORE_KILL_S)  # the session's last frame is now this old
+    restarting = time.monotonic()
+
+    await sqlite_server.restart()
+    attached = await _resume(client, welcome.epoch)
+
+    since_restarting = time.monotonic() - restarting
+    assert attached.gap_s <= since_restarting, (attached.gap_s, since_restarting)
     _assert_clean_stream(client)
 
 

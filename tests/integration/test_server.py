@@ -27,6 +27,7 @@ from reference_server.protocol import (
 from reference_server.protocol.messages import (
     Error,
     ReplyChunk,
+    Resume,
     SecurityNotice,
     ToolCall,
 )
@@ -51,6 +52,15 @@ async def _closed(ws: ClientConnection, timeout: float) -> int | None:
             while True:
                 await ws.recv()
     return ws.close_code
+
+
+async def _eventually(condition: Callable[[], bool], timeout: float) -> None:
+    """Wait for server-side state, which notifies no one: poll it, within ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while True:  # nothing here to wait on but time
+            if condition():
+                return
+            await asyncio.sleep(0.01)
 
 
 def _seqs(client: AsyncClient) -> list[int]:
@@ -546,3 +556,393 @@ async def test_bye_ends_the_session_for_good(
 
 
 _ = SECRET
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("first", "again", "canonical"),
+    [
+        ("203.0.113.7", "::ffff:203.0.113.7", "203.0.113.7"),
+        ("2001:db8::1", "2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
+        ("2001:DB8::A", "2001:db8:0::a", "2001:db8::a"),
+    ],
+)
+async def test_addresses_are_compared_in_canonical_form(
+    first: str, again: str, canonical: str
+) -> None:
+    """§10: the same address written another way (IPv4-mapped IPv6, IPv6 case or zero
+    compression) is the same address: no notice, and deny lets the resume through."""
+    from reference_server.protocol import SessionConfig
+
+    async with ReferenceServer(
+        config(session=SessionConfig(ip_policy="deny"), trusted_proxies=("127.0.0.1/32",))
+    ) as server:
+        client = AsyncClient(server.url, token(), headers={"X-Forwarded-For": first})
+        await client.connect()
+        assert client.protocol.session is not None
+        assert canonical == client.protocol.session.client_ip
+        await client.drop()
+        client.headers["X-Forwarded-For"] = again
+        attached = await client.resume()
+        assert isinstance(attached, Attached), attached
+        assert canonical == client.protocol.session.client_ip
+        await client.chat("still me")
+        assert [] == [m for m in client.delivered if isinstance(m, SecurityNotice)]
+        await client.drop()
+
+
+HEARTBEAT_TOLERANCE_S = 0.25  # §9: a heartbeat close comes at most this late
+
+
+@pytest.mark.asyncio
+async def test_heartbeat_close_comes_at_its_deadline_not_at_the_next_sweep() -> None:
+    """§9: silence of timeout_s closes the connection with 4007 at that deadline, within the
+    spec's tolerance, however rarely the sweeper runs; the first ping comes interval_s after
+    the welcome."""
+    from reference_server.protocol import SessionConfig
+    from reference_server.protocol.messages import Heartbeat, Ping
+
+    heartbeat = Heartbeat(interval_s=0.3, timeout_s=0.9)
+    async with (
+        ReferenceServer(
+            config(
+                session=SessionConfig(heartbeat=heartbeat), virtual_clock=False, sweep_interval_s=30
+            )
+        ) as server,
+        connect(
+            server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+        ) as ws,
+    ):
+        await ws.send(b'{"type":"hello","versions":[1]}', text=True)
+        await ws.recv()
+        await ws.send(b'{"type":"ack","seq":0}', text=True)
+        silent_since = asyncio.get_running_loop().time()
+        first = codec.decode_server(await asyncio.wait_for(ws.recv(decode=False), 2))
+        first_ping_after = asyncio.get_running_loop().time() - silent_since
+        assert isinstance(first, Ping)
+        assert CloseCode.HEARTBEAT_TIMEOUT == await _closed(ws, 3)
+        closed_after = asyncio.get_running_loop().time() - silent_since
+    assert heartbeat.interval_s - 0.05 <= first_ping_after < heartbeat.interval_s + 0.25
+    assert heartbeat.timeout_s <= closed_after < heartbeat.timeout_s + HEARTBEAT_TOLERANCE_S
+
+
+@pytest.mark.asyncio
+async def test_processed_request_ids_are_bounded_in_the_session_and_the_store() -> None:
+    """§6.1: the server keeps the ids of the last request_ids_kept client seqs, in memory and
+    in its store; a kept id under a new seq is a duplicate, a forgotten one is answered anew."""
+    from reference_server.protocol import SessionConfig
+    from reference_server.protocol.messages import Duplicate
+
+    async with ReferenceServer(config(session=SessionConfig(request_ids_kept=2))) as server:
+        client = AsyncClient(server.url, token())
+        await client.connect()
+        for n in range(1, 5):
+            await client.reply_to(await client.send_user_message(f"turn {n}", f"m{n}"))
+        assert client.protocol.session is not None
+        session_id = client.protocol.session.session_id
+        assert 2 == server.store.holds(session_id)["request_ids"]
+        assert ["m3", "m4"] == list(server.hosts[session_id].session.processed_ids)
+
+        await client.send_user_message("turn 4 again", "m4")
+        duplicate = await client.wait_for(
+            lambda: next((m for m in client.delivered if isinstance(m, Duplicate)), None),
+            5,
+            "a duplicate",
+        )
+        assert "m4" == duplicate.in_reply_to
+        await client.send_user_message("turn 1 again", "m1")
+        await client.wait_for(  # the first m1's reply is already there: wait for a second one
+            lambda: (
+                [m for m in client.delivered if isinstance(m, ReplyChunk) and m.final][4:] or None
+            ),
+            5,
+            "a second reply to m1",
+        )
+        # Seq 5 was the duplicate (no new id), seq 6 is m1: the last two seqs hold one id.
+        assert ["m1"] == list(server.hosts[session_id].session.processed_ids)
+        assert 1 == server.store.holds(session_id)["request_ids"]
+        await client.drop()
+
+
+_V1_WELCOME = {
+    "type",
+    "protocol_version",
+    "session_id",
+    "resume_token",
+    "epoch",
+    "windows",
+    "heartbeat",
+    "limits",
+    "ip_policy",
+    "capabilities",
+    "client_ip",
+}
+
+
+@pytest.mark.asyncio
+async def test_a_version_1_client_gets_exactly_the_version_1_wire(server: ReferenceServer) -> None:
+    """§4.1: a client offering only version 1 sees welcome and resumed with the members of
+    revision 1.0 and nothing more, and the whole lifecycle works for it."""
+    import json
+
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        await ws.send('{"type":"hello","versions":[1]}')
+        welcome = json.loads(await ws.recv())
+    assert _V1_WELCOME == set(welcome)
+    assert {"max_frame_bytes", "replay_buffer_max"} == set(welcome["limits"])
+    assert 1 == welcome["protocol_version"]
+
+    client = AsyncClient(server.url, token(), versions=(1,))
+    await client.connect()
+    await client.chat("my name is Ada")
+    await client.drop()
+    attached = await client.resume()
+    assert isinstance(attached, Attached)
+    assert client.protocol.session is not None
+    assert (1, None, None) == (
+        client.protocol.session.protocol_version,
+        client.protocol.session.limits.frames_per_s,
+        client.protocol.session.reauth_max_age_s,
+    )
+    await client.drop()
+    v2 = AsyncClient(server.url, token())
+    await v2.connect()
+    assert v2.protocol.session is not None
+    assert (2, 1000.0, 2000, 1024, 60.0) == (
+        v2.protocol.session.protocol_version,
+        v2.protocol.session.limits.frames_per_s,
+        v2.protocol.session.limits.frame_burst,
+        v2.protocol.session.limits.request_ids_kept,
+        v2.protocol.session.reauth_max_age_s,
+    )
+    await v2.drop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("versions", ["[]", "[0]", "[1.5]"])
+async def test_a_bad_version_list_is_an_invalid_first_frame(
+    server: ReferenceServer, versions: str
+) -> None:
+    """§4.1: an empty list, a zero or a non-integer version is invalid_message, close 4000."""
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        await ws.send(f'{{"type":"hello","versions":{versions}}}')
+        error = codec.decode_server(await ws.recv(decode=False))
+        assert ("invalid_message", CloseCode.PROTOCOL_ERROR) == (
+            getattr(error, "code", None),
+            await _closed(ws, 5),
+        )
+
+
+async def _raw_resume(server: ReferenceServer, session_id: str, resume_token: str) -> object:
+    """Resume over a bare connection with ``resume_token``; return the server's first answer."""
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        resume = Resume(
+            versions=(2,), session_id=session_id, resume_token=resume_token, epoch="x", last_seq=0
+        )
+        await ws.send(codec.encode(resume), text=True)
+        return codec.decode_server(await ws.recv(decode=False))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("first_frame", "expected"),
+    [(b'{"type":', "resumed"), (b'{"type":"ping","nonce":1}', "token_reused")],
+)
+async def test_only_a_first_frame_that_decodes_commits_the_rotation(
+    server: ReferenceServer, first_frame: bytes, expected: str
+) -> None:
+    """§7.2.1: after resumed, a first frame that fails §4.2 does not commit the rotation (the
+    presented token stays valid); one that decodes does (the token is consumed)."""
+    from reference_server.protocol.messages import Rejected, Resumed, Welcome
+
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        await ws.send('{"type":"hello","versions":[2]}')
+        welcome = codec.decode_server(await ws.recv(decode=False))
+    assert isinstance(welcome, Welcome)
+    async with connect(
+        server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+    ) as ws:
+        resume = Resume(
+            versions=(2,),
+            session_id=welcome.session_id,
+            resume_token=welcome.resume_token,
+            epoch=welcome.epoch,
+            last_seq=0,
+        )
+        await ws.send(codec.encode(resume), text=True)
+        assert isinstance(codec.decode_server(await ws.recv(decode=False)), Resumed)
+        await ws.send(first_frame, text=True)
+        await ws.recv()  # the error, or the pong: the frame was handled
+    answer = await _raw_resume(server, welcome.session_id, welcome.resume_token)
+    seen = answer.reason if isinstance(answer, Rejected) else type(answer).__name__.lower()
+    assert expected == seen
+
+
+@pytest.mark.asyncio
+async def test_a_resume_after_bye_is_told_session_closed(
+    server: ReferenceServer, client_factory: Factory
+) -> None:
+    """§7.4: while the tombstone lasts, a resume of a session ended by bye gets session_closed
+    and close 4008 (final), not session_unknown."""
+    client = client_factory()
+    await client.connect()
+    await client.bye()
+    client.protocol.state = ClientState.DISCONNECTED  # a client that forgot it said bye
+    refused = await client.resume()
+    assert isinstance(refused, RejectedByServer)
+    assert ("session_closed", True) == (refused.reason, refused.final)
+    code = await client.wait_for(
+        lambda: client.close_codes[-1] if len(client.close_codes) == 2 else None, 5, "close"
+    )
+    assert CloseCode.SESSION_CLOSED == code
+
+
+@pytest.mark.asyncio
+async def test_close_frames_carry_the_snake_case_reason() -> None:
+    """§13.1: the close frame's reason is the snake_case name of why (here a heartbeat)."""
+    from reference_server.protocol import SessionConfig
+    from reference_server.protocol.messages import Heartbeat
+
+    heartbeat = Heartbeat(interval_s=0.1, timeout_s=0.3)
+    async with (
+        ReferenceServer(
+            config(session=SessionConfig(heartbeat=heartbeat), virtual_clock=False)
+        ) as server,
+        connect(
+            server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+        ) as ws,
+    ):
+        await ws.send('{"type":"hello","versions":[2]}')
+        await _closed(ws, 3)
+        assert "heartbeat_timeout" == ws.close_reason
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["garbage"], "127.0.0.1"),
+        (["192.0.2.1", "203.0.113.9:5000"], "203.0.113.9"),
+        (["[2001:DB8::7]:443"], "2001:db8::7"),
+    ],
+)
+async def test_forwarded_for_syntax_over_a_real_handshake(lines: list[str], expected: str) -> None:
+    """§10.1 on the wire: garbage is no address (the trusted peer is used), repeated lines are
+    one list, ports and brackets are stripped; welcome reports the canonical address."""
+    async with (
+        ReferenceServer(config(trusted_proxies=("127.0.0.1/32",))) as server,
+        connect(
+            server.url,
+            additional_headers=[("Authorization", f"Bearer {token()}")]
+            + [("X-Forwarded-For", line) for line in lines],
+            proxy=None,
+        ) as ws,
+    ):
+        await ws.send('{"type":"hello","versions":[2]}')
+        welcome = codec.decode_server(await ws.recv(decode=False))
+    assert expected == getattr(welcome, "client_ip", None)
+
+
+@pytest.mark.asyncio
+async def test_acks_and_pongs_do_not_count_against_the_rate_limit() -> None:
+    """§12.1: a client that acks and pongs far above the rate limit is not flood-closed; the
+    limit's 1008 comes with retry_after_ms, the time the bucket takes to refill."""
+    async with (
+        ReferenceServer(config(max_frames_per_s=10.0, frame_burst=20)) as server,
+        connect(
+            server.url, additional_headers={"Authorization": f"Bearer {token()}"}, proxy=None
+        ) as ws,
+    ):
+        await ws.send('{"type":"hello","versions":[2]}')
+        await ws.recv()
+        for _ in range(200):
+            await ws.send('{"type":"ack","seq":0}')
+            await ws.send('{"type":"pong","nonce":1}')
+        await ws.send('{"type":"ping","nonce":7}')
+        assert b'{"type":"pong","nonce":7}' == await asyncio.wait_for(ws.recv(decode=False), 5)
+        with contextlib.suppress(ConnectionClosed):
+            for i in range(40):
+                await ws.send(f'{{"type":"ping","nonce":{i}}}')
+        frames = []
+        with contextlib.suppress(ConnectionClosed):
+            async with asyncio.timeout(5):
+                while True:
+                    frames.append(codec.decode_server(await ws.recv(decode=False)))
+        errors = [f for f in frames if isinstance(f, Error)]
+        assert [("rate_limited", 2000)] == [(e.code, e.retry_after_ms) for e in errors]
+        assert CloseCode.POLICY_VIOLATION == ws.close_code
+
+
+@pytest.mark.asyncio
+async def test_a_client_paces_its_resends_within_the_advertised_rate() -> None:
+    """§12.1: requests queued while away are resent after resumed; a version-2 client keeps to
+    the advertised rate and burst and is never flood-closed, where a version-1 client (that
+    cannot know the limit) is."""
+    async with ReferenceServer(config(max_frames_per_s=20.0, frame_burst=5)) as server:
+        for versions, flooded in [((2,), False), ((1,), True)]:
+            client = AsyncClient(server.url, token(), versions=versions)
+            await client.connect()
+            await client.drop()
+            ids = [await client.send_user_message(f"queued {n}") for n in range(12)]
+            await client.resume()
+            if flooded:
+                await client.wait_for(
+                    lambda c=client: CloseCode.POLICY_VIOLATION in c.close_codes or None,  # type: ignore[misc]
+                    5,
+                    "the flood close",
+                )
+            else:
+                await client.reply_to(ids[-1], timeout=5)
+                assert {} == client.protocol.unacked
+                assert CloseCode.POLICY_VIOLATION not in client.close_codes
+            await client.drop()
+
+
+@pytest.mark.asyncio
+async def test_a_client_acks_before_half_the_replay_buffer_is_unacknowledged() -> None:
+    """§5.1: with replay_buffer_max 2, a client that would batch 32 deliveries (and wait 30 s)
+    acks every delivery instead, so the server's buffer never overflows while attached."""
+    from reference_server.protocol import SessionConfig
+    from reference_server.protocol.messages import Limits
+
+    limits = Limits(max_frame_bytes=65536, replay_buffer_max=2)
+    async with ReferenceServer(config(session=SessionConfig(limits=limits))) as server:
+        client = AsyncClient(server.url, token(), ack_every=32, ack_delay=30.0)
+        await client.connect()
+        assert 1 == client.effective_ack_every
+        reply = await client.chat("what is 6 * 7")
+        assert client.protocol.session is not None
+        session = server.hosts[client.protocol.session.session_id].session
+        await _eventually(lambda: session.acked_seq == len(reply), 5)
+        assert () == session.replay_buffer
+        await client.drop()
+
+
+@pytest.mark.asyncio
+async def test_a_full_server_answers_hello_with_overloaded_and_keeps_serving_resumes() -> None:
+    """§14: at --max-sessions a hello gets rejected overloaded with retry_after_ms and close
+    1013; the sessions it holds still resume."""
+    async with ReferenceServer(config(max_sessions=1, overload_retry_after_ms=1500)) as server:
+        first = AsyncClient(server.url, token())
+        await first.connect()
+        await first.drop()
+        second = AsyncClient(server.url, token("bob"))
+        refused = await second.connect()
+        assert isinstance(refused, RejectedByServer)
+        assert ("overloaded", 1500, False) == (
+            refused.reason,
+            refused.retry_after_ms,
+            refused.final,
+        )
+        code = await second.wait_for(lambda: second.close_codes[-1:] or None, 5, "close")
+        assert [CloseCode.TRY_AGAIN_LATER] == code
+        assert isinstance(await first.resume(), Attached)
+        await first.drop()

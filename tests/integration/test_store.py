@@ -95,8 +95,8 @@ def _only(store: Store) -> StoredSession:
 def test_commit_and_load_round_trip(store: Store) -> None:
     """A committed snapshot, replay and request ids load back exactly."""
     snapshot = _snapshot(next_seq=3, detached_at=12.5, used_hashes=("u1", "u2"))
-    store.commit(Change(snapshot=snapshot, replay=_frames(1, 2), new_request_ids=("r1",)))
-    expected = StoredSession(snapshot=snapshot, replay=_frames(1, 2), request_ids=frozenset({"r1"}))
+    store.commit(Change(snapshot=snapshot, replay=_frames(1, 2), new_request_ids=(("r1", 1),)))
+    expected = StoredSession(snapshot=snapshot, replay=_frames(1, 2), request_ids=(("r1", 1),))
     assert expected == _only(store)
 
 
@@ -131,7 +131,7 @@ def test_replay_diff_resumes_after_reopen(tmp_path: Path) -> None:
 
 def test_sessions_are_kept_apart(store: Store) -> None:
     """Two sessions' rows never mix, and deleting one leaves the other."""
-    store.commit(Change(snapshot=_snapshot("a"), replay=_frames(1), new_request_ids=("ra",)))
+    store.commit(Change(snapshot=_snapshot("a"), replay=_frames(1), new_request_ids=(("ra", 1),)))
     store.commit(Change(snapshot=_snapshot("b"), replay=_frames(1, 2), new_history=_entries(0)))
     store.delete("a", "closed", at=1.0)
     expected = {"sessions": 1, "replay": 2, "request_ids": 0, "history": 1, "context": 0}
@@ -140,11 +140,60 @@ def test_sessions_are_kept_apart(store: Store) -> None:
 
 
 def test_request_ids_accumulate(store: Store) -> None:
-    """New request ids add to those stored; a repeated id is stored once."""
-    store.commit(Change(snapshot=_snapshot(), replay=(), new_request_ids=("r1", "r2")))
-    store.commit(Change(snapshot=_snapshot(), replay=(), new_request_ids=("r2", "r3")))
-    assert frozenset({"r1", "r2", "r3"}) == _only(store).request_ids
+    """New request ids add to those stored; a repeated id is stored once, at its first seq."""
+    store.commit(Change(snapshot=_snapshot(), replay=(), new_request_ids=(("r1", 1), ("r2", 2))))
+    store.commit(Change(snapshot=_snapshot(), replay=(), new_request_ids=(("r2", 3), ("r3", 4))))
+    assert (("r1", 1), ("r2", 2), ("r3", 4)) == _only(store).request_ids
     assert 3 == store.holds("s1")["request_ids"]
+
+
+def test_request_ids_below_the_bound_are_forgotten(store: Store) -> None:
+    """§6.1: ids of client seqs below request_ids_from are deleted, in memory and on disk."""
+    for seq in range(1, 11):
+        change = Change(
+            snapshot=_snapshot(last_client_seq=seq),
+            replay=(),
+            new_request_ids=((f"r{seq}", seq),),
+            request_ids_from=max(1, seq - 3),
+        )
+        store.commit(change)
+    assert tuple((f"r{seq}", seq) for seq in range(7, 11)) == _only(store).request_ids
+    assert 4 == store.holds("s1")["request_ids"]
+
+
+def test_sqlite_schema_1_gains_request_seqs(tmp_path: Path) -> None:
+    """A schema-1 file (ids without seqs) opens as schema 2, each old id at its session's
+    last client seq, so none is forgotten before a whole bound has passed."""
+    path = tmp_path / "s.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id TEXT NOT NULL,
+            snapshot BLOB NOT NULL, updated_at REAL NOT NULL);
+        CREATE TABLE replay (session_id TEXT NOT NULL, seq INTEGER NOT NULL,
+            frame BLOB NOT NULL, PRIMARY KEY (session_id, seq)) WITHOUT ROWID;
+        CREATE TABLE request_ids (session_id TEXT NOT NULL, id TEXT NOT NULL,
+            PRIMARY KEY (session_id, id)) WITHOUT ROWID;
+        CREATE TABLE history (session_id TEXT NOT NULL, idx INTEGER NOT NULL,
+            role TEXT NOT NULL, message_id TEXT NOT NULL, text TEXT NOT NULL,
+            PRIMARY KEY (session_id, idx));
+        CREATE TABLE context (session_id TEXT PRIMARY KEY, data BLOB NOT NULL);
+        CREATE TABLE tombstones (session_id TEXT PRIMARY KEY, reason TEXT NOT NULL,
+            at REAL NOT NULL);
+        PRAGMA user_version = 1;
+        """
+    )
+    snapshot = msgspec.json.encode(_snapshot(last_client_seq=9))
+    db.execute("INSERT INTO sessions VALUES ('s1', 'alice', ?, 0)", (snapshot,))
+    db.executemany("INSERT INTO request_ids VALUES ('s1', ?)", [("r1",), ("r9",)])
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    assert (("r1", 9), ("r9", 9)) == _only(store).request_ids
+    store.close()
+    db = sqlite3.connect(path)
+    assert (2,) == db.execute("PRAGMA user_version").fetchone()
+    db.close()
 
 
 def test_history_pages_newest_first_by_before(store: Store) -> None:
@@ -202,7 +251,7 @@ def test_delete_leaves_nothing_but_a_tombstone(store: Store) -> None:
         Change(
             snapshot=_snapshot(),
             replay=_frames(1, 2),
-            new_request_ids=("r1",),
+            new_request_ids=(("r1", 1),),
             new_history=_entries(0, 1),
             context=_context(1),
         )
@@ -243,7 +292,7 @@ def test_sqlite_data_survives_reopening(tmp_path: Path) -> None:
     change = Change(
         snapshot=_snapshot(next_seq=3),
         replay=_frames(1, 2),
-        new_request_ids=("r1", "r2"),
+        new_request_ids=(("r1", 1), ("r2", 2)),
         new_history=_entries(0, 1),
         context=_context(3),
     )
@@ -252,7 +301,7 @@ def test_sqlite_data_survives_reopening(tmp_path: Path) -> None:
     first.close()
     second = SqliteStore(path)
     expected = StoredSession(
-        snapshot=change.snapshot, replay=_frames(1, 2), request_ids=frozenset({"r1", "r2"})
+        snapshot=change.snapshot, replay=_frames(1, 2), request_ids=(("r1", 1), ("r2", 2))
     )
     assert expected == _only(second)
     assert HistoryPage(entries=_entries(0, 1), total=2) == second.history(
@@ -303,7 +352,7 @@ def test_restored_session_equals_the_original(kind: str, tmp_path: Path) -> None
         Change(
             snapshot=original.snapshot(),
             replay=original.replay_buffer,
-            new_request_ids=tuple(original.processed_ids),
+            new_request_ids=tuple(original.processed_ids.items()),
         )
     )
     (stored,) = store.load_sessions()
@@ -336,7 +385,7 @@ _KILLED_WRITER = textwrap.dedent(
         store.commit(Change(
             snapshot=snapshot,
             replay=tuple((s, b"frame-%d" % s) for s in range(1, i + 1)),
-            new_request_ids=("r%d" % i,),
+            new_request_ids=(("r%d" % i, i),),
             new_history=(HistoryEntry(index=i - 1, role="user", message_id="m", text="t"),),
         ))
     print("done", flush=True)
@@ -367,7 +416,7 @@ def test_sqlite_commits_survive_sigkill(tmp_path: Path) -> None:
     stored = _only(reopened)
     assert commits + 1 == stored.snapshot.next_seq
     assert _frames(*range(1, commits + 1)) == stored.replay
-    assert frozenset(f"r{i}" for i in range(1, commits + 1)) == stored.request_ids
+    assert tuple((f"r{i}", i) for i in range(1, commits + 1)) == stored.request_ids
     assert commits == reopened.history("s1", before=None, limit=0).total
     reopened.close()
 

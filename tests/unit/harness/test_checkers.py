@@ -583,3 +583,87 @@ def test_metric_growth_message_states_the_change() -> None:
     """The message gives the growth in percent, both values and the bound."""
     verdict = checkers.metric_growth("rss", {"rss": 100.0}, {"rss": 106.0}, parse_threshold("< 5%"))
     assert "rss grew 6.00% (100 to 106); needed < 5%" == verdict.message
+
+
+# --- latency against another operation ------------------------------------------------------
+
+
+def test_latency_ratio_passes_within_its_bound() -> None:
+    """A resume median twice a connect's meets `< 3`, with both figures in the evidence."""
+    verdict = checkers.latency_ratio(
+        "resume", [0.002, 0.002, 0.004], "connect", [0.001, 0.001], {"p50": parse_threshold("< 3")}
+    )
+    assert True is verdict.passed
+    assert "resume against connect over 3 runs: p50 2.00x (< 3)" == verdict.message
+    assert (2.0, 0.002, 0.001) == tuple(
+        verdict.evidence[k] for k in ("p50_ratio", "resume_p50", "connect_p50")
+    )
+
+
+def test_latency_ratio_catches_a_resume_far_slower_than_a_connect() -> None:
+    """A resume 100x slower than a connect fails `< 3` however fast both are in absolute terms."""
+    verdict = checkers.latency_ratio(
+        "resume", [0.1], "connect", [0.001], {"p50": parse_threshold("< 3")}
+    )
+    assert False is verdict.passed
+    expected = "resume p50 was 100.00x connect's (100.0 ms against 1.0 ms), needed < 3"
+    assert expected == verdict.message
+
+
+def test_latency_ratio_without_a_baseline_fails() -> None:
+    """No measured baseline is a failure, not a pass."""
+    verdict = checkers.latency_ratio(
+        "resume", [0.1], "connect", [], {"p50": parse_threshold("< 3")}
+    )
+    assert (False, "no completed connect operation was measured") == (
+        verdict.passed,
+        verdict.message,
+    )
+
+
+# --- stored replies against received ones ------------------------------------------------------
+
+
+def reply_view(*parts: tuple[int, str, bool]) -> ClientView:
+    """Client ``c`` received these (position, text, final) parts of the reply to ``m1``."""
+    history = History()
+    op = history.invoke("c", Connect())
+    history.complete(op, "ok", Outcome(kind="new", session="S", stream="s1", after=0))
+    for position, text, final in parts:
+        body = Delivered(
+            stream="s1", position=position, kind="reply", reply_to="m1", text=text, final=final
+        )
+        history.event("c", body)
+    return checkers.client_view(history.ops, "c")
+
+
+STORED = [
+    Turn(index=0, role="user", message_id="m1", text="hello"),
+    Turn(index=1, role="agent", message_id="m1", text="one two three"),
+]
+
+
+def test_stored_reply_equal_to_the_received_one_passes() -> None:
+    """Parts joined in position order (a replayed duplicate once) are what the server stored."""
+    view = reply_view(
+        (1, "one ", False), (2, "two ", False), (2, "two ", False), (3, "three", True)
+    )
+    verdict = checkers.replies_stored(STORED, view, [("m1", "hello")])
+    assert (True, "1 stored replies are the ones received") == (verdict.passed, verdict.message)
+
+
+def test_stored_reply_that_differs_from_the_received_one_fails() -> None:
+    """A server that stores something else than it sent fails, with both texts as evidence."""
+    view = reply_view((1, "one ", False), (2, "TWO ", False), (3, "three", True))
+    verdict = checkers.replies_stored(STORED, view, [("m1", "hello")])
+    assert False is verdict.passed
+    assert ("one two three", "one TWO three") == (
+        verdict.evidence["stored"],
+        verdict.evidence["received"],
+    )
+
+
+def test_an_incomplete_reply_is_not_compared() -> None:
+    """A reply whose final part never arrived says nothing about what was stored."""
+    view = reply_view((1, "one ", False))
+    assert True is checkers.replies_stored(STORED, view, [("m1", "hello")]).passed

@@ -968,3 +968,23 @@ def test_package_all_is_complete() -> None:
     public = {n for n in vars(scenario_package) if not n.startswith("_")} - submodules
     assert sorted(public) == sorted(scenario_package.__all__)
     assert all(hasattr(scenario_package, name) for name in scenario_package.__all__)
+
+
+def test_a_latency_bound_against_another_operation_is_a_ratio() -> None:
+    """With `against`, bounds are unitless ratios; a time there, or the same operation, is an
+    error naming the field."""
+    ok = load_text(
+        "name: t\nsteps:\n  - expect:\n      latency:\n"
+        "        - {operation: resume, against: connect, p50: '< 3'}\n"
+    )
+    assert "connect" == ok.steps[0].latency[0].against  # type: ignore[union-attr]
+    (timed,) = problems(
+        "name: t\nsteps:\n  - expect:\n      latency:\n"
+        "        - {operation: resume, against: connect, p50: '< 3s'}\n"
+    )
+    assert "with `against`, a bound is a ratio" in timed.message
+    (same,) = problems(
+        "name: t\nsteps:\n  - expect:\n      latency:\n"
+        "        - {operation: resume, against: resume, p50: '< 3'}\n"
+    )
+    assert "`against` must name another operation" in same.message

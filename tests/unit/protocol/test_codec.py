@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from reference_server.protocol import CloseCode, ErrorCode, RemoteProtocolError, codec
 from reference_server.protocol.messages import (
+    MAX_INTEGER,
     Ack,
     AgentContext,
     AgentContextData,
@@ -84,7 +85,7 @@ def test_arbitrary_bytes_never_escape_as_anything_but_a_protocol_error(frame: by
 
 
 @settings(max_examples=200)
-@given(seq=st.integers(min_value=1, max_value=2**53), text=st.text(), final=st.booleans())
+@given(seq=st.integers(min_value=1, max_value=MAX_INTEGER), text=st.text(), final=st.booleans())
 def test_any_reply_chunk_round_trips(seq: int, text: str, final: bool) -> None:
     """Any text, including surrogates' neighbours and control characters, survives the codec."""
     message = ReplyChunk(seq=seq, in_reply_to="u1", chunk_index=0, text=text, final=final)

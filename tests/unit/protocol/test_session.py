@@ -16,6 +16,7 @@ from reference_server.protocol import (
     ResumeAccepted,
     ResumeRefused,
     SequenceGap,
+    ServerSession,
     SessionConfig,
     SessionExpired,
     SessionState,
@@ -30,6 +31,7 @@ from reference_server.protocol.messages import (
     Resume,
     SecurityNotice,
     SeqRange,
+    UserMessage,
     Windows,
 )
 from reference_server.protocol.pair import ProtocolPair, counting_tokens
@@ -135,6 +137,40 @@ def test_expiry_is_enforced_at_resume_even_without_a_sweep() -> None:
     assert ["session_expired"] == [r.reason for r in pair.rejections]
 
 
+def test_a_session_attached_at_a_crash_is_detached_as_of_the_restore() -> None:
+    """§8: restored at t=500 after its last frame at t=100, the session's gap starts at 500."""
+    session = ServerSession(session_id="s", user_id="u", epoch="e", client_ip="ip", now=100.0)
+    restored = ServerSession.restore(session.snapshot(), replay=(), processed_ids=(), now=500.0)
+    assert (SessionState.DETACHED, 500.0, 2.0) == (
+        restored.state,
+        restored.detached_at,
+        restored.gap(502.0),
+    )
+    session.connection_lost(200.0)  # detached before the crash: its drop time is kept
+    restored = ServerSession.restore(session.snapshot(), replay=(), processed_ids=(), now=500.0)
+    assert 302.0 == restored.gap(502.0)
+
+
+def test_next_tick_is_the_next_ping_or_the_heartbeat_deadline_or_the_window_end() -> None:
+    """§9: attached, tick is due at the next ping or the deadline, whichever is first; §8:
+    detached, at the end of the resumable window; terminal, never."""
+    config = SessionConfig(heartbeat=Heartbeat(interval_s=10.0, timeout_s=30.0))
+    session = ServerSession(
+        session_id="s", user_id="u", epoch="e", client_ip="ip", now=100.0, config=config
+    )
+    assert 110.0 == session.next_tick_at()  # first ping: interval_s after the attach
+    session.tick(110.0)
+    assert 120.0 == session.next_tick_at()
+    session.tick(120.0)
+    session.tick(129.0)
+    assert 130.0 == session.next_tick_at()  # the deadline, before the ping due at 130 too
+    assert [HeartbeatTimedOut()] == session.tick(130.0)
+    session.connection_lost(130.0)
+    assert 430.0 == session.next_tick_at()
+    session.tick(430.5)
+    assert session.next_tick_at() is None
+
+
 def test_client_requests_sent_while_dropped_are_delivered_after_resume() -> None:
     """Requests made while disconnected wait and are sent once, after the resume."""
     pair = _pair()
@@ -169,6 +205,56 @@ def test_resent_message_id_is_answered_not_processed_twice() -> None:
     assert 1 == len(pair.processed)
     assert any(isinstance(e, DuplicateRequest) for e in pair.server_events)
     assert any(isinstance(m, Duplicate) and m.in_reply_to == "m-1" for m in pair.delivered)
+
+
+def test_processed_ids_are_kept_for_the_last_request_ids_kept_client_seqs() -> None:
+    """§6.1: with a bound of 3, ids of seqs 1..3 are forgotten by seq 6; an id within the bound
+    under a new seq is a duplicate, a forgotten one is processed again as a new request."""
+    pair = _pair(request_ids_kept=3)
+    for n in range(1, 7):
+        pair.client.send_user_message("hi", message_id=f"m{n}")
+    pair.settle()
+    server = _server(pair)
+    assert [("m4", 4), ("m5", 5), ("m6", 6)] == list(server.processed_ids.items())
+    assert 4 == server.request_ids_from
+    pair.client.send_user_message("again", message_id="m5")  # seq 7: remembered
+    pair.client.send_user_message("again", message_id="m1")  # seq 8: forgotten
+    pair.settle()
+    assert ["m1", "m2", "m3", "m4", "m5", "m6", "m1"] == [r.id for r in pair.processed]
+    assert ["m5"] == [m.in_reply_to for m in pair.delivered if isinstance(m, Duplicate)]
+    assert ["m6", "m1"] == list(server.processed_ids)  # m5 fell out at seq 8
+
+
+def test_a_resend_under_its_own_seq_is_never_processed_twice_whatever_the_bound() -> None:
+    """§6.1: the bound concerns ids only; a request resent with its seq is acked, not rerun."""
+    pair = _pair(request_ids_kept=1)
+    pair.client.send_user_message("one", message_id="a")
+    pair.client.send_user_message("two", message_id="b")
+    pair.flush()
+    pair.deliver_to_server()
+    pair.to_client.clear()  # the acks are lost with the connection
+    pair.drop()
+    pair.reconnect()
+    pair.settle()
+    assert ["a", "b"] == [r.id for r in pair.processed]
+    assert {} == pair.client.unacked
+
+
+def test_restored_processed_ids_keep_their_seqs_and_the_bound() -> None:
+    """A restore sorts ids by seq and applies the bound; ids without a seq (an older store)
+    count as processed at the last client seq."""
+    session = _pair(request_ids_kept=2).server
+    assert session is not None
+    for seq in (1, 2, 3):
+        session.receive(UserMessage(id=f"r{seq}", seq=seq, text="t"), now=0.0)
+    restored = ServerSession.restore(
+        session.snapshot(),
+        replay=(),
+        processed_ids=[("r3", 3), ("r1", 1), "legacy", ("r2", 2)],
+        now=0.0,
+        config=session.config,
+    )
+    assert [("r2", 2), ("r3", 3), ("legacy", 3)] == list(restored.processed_ids.items())
 
 
 def test_token_rotates_on_every_resume() -> None:
@@ -287,7 +373,7 @@ def test_epoch_change_is_reported_as_degraded() -> None:
     pair = _pair()
     pair.server_send("a")
     pair.drop()
-    _server(pair).epoch = "e2"
+    _server(pair).change_epoch("e2")
     pair.reconnect()
     pair.settle()
     resumed = _attached(pair)[-1]
