@@ -4,11 +4,15 @@ It speaks Centrifugo's bidirectional JSON protocol (``harness.driver.centrifugo_
 maps the scenario language onto what Centrifugo offers, and nothing more (docs/drivers.md):
 
 - a client is one user's connection, subscribed to that user's channel, ``chat:#<user>`` (a
-  user-limited channel: only that user may subscribe); the channel is the **session**, and
-  its stream in one epoch, ``<channel>#<epoch>``, is the **stream**;
+  user-limited channel: only that user may subscribe). A **session** is one subscription's
+  life: it begins with a fresh subscribe (named ``<channel>@<client id>`` after the connection
+  that made it) and goes on through every recover from its position; the channel's history in
+  one epoch, ``<channel>#<epoch>``, is the **stream**, which every session of the channel
+  shares (positions continue across sessions);
 - **chat** publishes ``{"id", "text"}`` into the channel and waits for the publication to
-  come back to the client; every publication that arrives is a ``Delivered`` at its
-  channel **offset** (dense integers that go on across connections within one epoch);
+  come back to the client (the reply, one part: the message itself, not a separate answer, so
+  it is delivered as kind ``publication``); every publication that arrives is a ``Delivered``
+  at its channel **offset** (dense integers that go on across connections within one epoch);
 - **connect** subscribes afresh: outcome ``new``, ``after`` the stream top it got;
 - **resume** opens a new connection and subscribes with ``recover``, the last offset seen and
   the epoch. ``recovered: true`` is ``full`` (the missed publications come in the reply);
@@ -16,7 +20,8 @@ maps the scenario language onto what Centrifugo offers, and nothing more (docs/d
   server lost the stream): Centrifugo then sends no publication at all and the subscription
   goes on from the stream top, a silent fresh start for an application that does not read the
   flag. In the same epoch the positions skipped are declared as ``missed``;
-- **history** is the channel history (each publication a ``Turn``, its offset the index);
+- **history** is the channel history (each publication a ``Turn``, its offset the index),
+  read whole or in pages (``limit`` and ``since``, Centrifugo's history iteration);
 - messages sent while disconnected, or whose publish got no reply before the connection died,
   are published after the next successful subscribe unless the stream already brought them
   back (Centrifugo's client publish has no idempotency key: after a ``degraded`` resume a
@@ -27,7 +32,10 @@ maps the scenario language onto what Centrifugo offers, and nothing more (docs/d
 Not offered, so not declared (steps that need them are SKIPPED): ``context`` (Centrifugo
 stores no agent context; presence is who is connected, not what a session knew),
 ``resume_previous_token`` (no resume credential: positions are not secrets, the JWT does not
-rotate), ``notices`` (Centrifugo says nothing about a client's address).
+rotate), ``notices`` (Centrifugo says nothing about a client's address), ``resend`` (Centrifugo
+numbers no client message and answers none apart from its publication, so the harness's check
+of a resend, which looks for a second answer, would pass on nothing; a message published twice
+shows in the history instead: finding 2 of docs/servers.md).
 
 For an existing deployment (``--target URL --driver centrifugo --token-env VAR``): the token
 is a connection JWT; its ``sub`` names the user, and ``HARNESS_CENTRIFUGO_CHANNEL`` (default
@@ -79,6 +87,8 @@ FIRST_REQUEST_ID: Final = 1000
 answers it does not mistake for its own."""
 HISTORY_LIMIT: Final = -1
 """All of the history (Centrifugo caps it at ``client.history_max_publication_limit``)."""
+MAX_HISTORY_PAGES: Final = 1000
+"""A bound on a paged read, whatever the server answers."""
 
 INFO = DriverInfo(
     name="centrifugo",
@@ -95,6 +105,7 @@ INFO = DriverInfo(
             "resume",
             "take_over",
             "history",
+            "history_pages",
             "raw_frames",
             "source_ip",
             "forwarded_for",
@@ -179,6 +190,9 @@ class CentrifugoDriver:
         self._offset = 0
         """The last position the client has in the channel's stream."""
         self._subscribed = False
+        self._session: str | None = None
+        """The subscription's life this client holds: set by a fresh subscribe, kept by recovers."""
+        self._client_id = ""
         self._ping_s = 0
         self._pong = False
         self._closing_ourselves = False
@@ -253,6 +267,7 @@ class CentrifugoDriver:
             message = reply.error.message if reply.error else "no connect result"
             return Outcome(kind="rejected", reason=wire.reason_name(message))
         self._ping_s, self._pong = reply.connect.ping, reply.connect.pong
+        self._client_id = reply.connect.client
         return None
 
     def _silence_limit(self) -> float | None:
@@ -423,12 +438,13 @@ class CentrifugoDriver:
         if source._epoch is None:
             raise DriverError(f"resume: {source.name} has no stream position to recover from")
         position = (source._offset, source._epoch)
+        session = source._session
         try:
             async with asyncio.timeout(max(0.05, timeout)):
                 rejected = await self._open()
                 if rejected is not None:
                     return rejected
-                outcome = await self._subscribe(source.channel, position)
+                outcome = await self._subscribe(source.channel, position, session)
         except TimeoutError:
             await self._drop()
             raise DriverError(f"resume: no answer within {timeout:g} s") from None
@@ -436,16 +452,24 @@ class CentrifugoDriver:
             raise DriverError(f"resume: {lost}") from None
         return await self._after_subscribe(outcome)
 
-    async def _subscribe(self, channel: str, recover: tuple[int, str] | None) -> Outcome:
+    async def _subscribe(
+        self, channel: str, recover: tuple[int, str] | None, session: str | None = None
+    ) -> Outcome:
         params: dict[str, Any] = {"channel": channel}
         if recover is not None:
             params |= {"recover": True, "offset": recover[0], "epoch": recover[1]}
         return await self._request(
-            "subscribe", params, lambda reply: self._subscribed_to(channel, recover, reply)
+            "subscribe",
+            params,
+            lambda reply: self._subscribed_to(channel, recover, reply, session),
         )
 
     def _subscribed_to(
-        self, channel: str, recover: tuple[int, str] | None, reply: wire.Reply
+        self,
+        channel: str,
+        recover: tuple[int, str] | None,
+        reply: wire.Reply,
+        session: str | None = None,
     ) -> Outcome:
         """The outcome of a subscribe reply; runs in the reader, so the recovered
         publications are observed before anything that came after them."""
@@ -457,20 +481,22 @@ class CentrifugoDriver:
         self.channel, self._subscribed = channel, True
         if recover is None:
             self._epoch, self._offset = result.epoch, result.offset
+            self._session = f"{channel}@{self._client_id}"
             return Outcome(
                 kind="new",
-                session=channel,
+                session=self._session,
                 stream=stream_name(channel, result.epoch),
                 after=result.offset,
             )
         offset, epoch = recover
+        self._session = session or self._session
         if result.recovered:
             self._epoch, self._offset = epoch, offset
             for pub in result.publications:
                 self._publication(pub)
             return Outcome(
                 kind="full",
-                session=channel,
+                session=self._session,
                 stream=stream_name(channel, epoch),
                 after=offset,
                 replayed=len(result.publications),
@@ -481,7 +507,7 @@ class CentrifugoDriver:
             return Outcome(
                 kind="degraded",
                 warnings=("epoch_changed", "not_recovered"),
-                session=channel,
+                session=self._session,
                 stream=stream_name(channel, result.epoch),
                 after=result.offset,
                 replayed=0,
@@ -490,7 +516,7 @@ class CentrifugoDriver:
         return Outcome(
             kind="degraded",
             warnings=("not_recovered",),
-            session=channel,
+            session=self._session,
             stream=stream_name(channel, epoch),
             after=offset,
             missed=skipped,
@@ -552,23 +578,35 @@ class CentrifugoDriver:
             raise DriverError(f"publish of {message_id} refused: {self._refused[message_id]}")
         return 1
 
-    async def fetch_history(self, timeout: float) -> list[Turn]:
-        """The channel's history, oldest first: each publication a turn at its offset."""
+    async def resend(self, message_id: str, *, renumber: bool, timeout: float) -> None:
+        raise DriverError("the centrifugo driver declares no `resend` (see the module's doc)")
+
+    async def fetch_history(self, timeout: float, *, page_size: int | None = None) -> list[Turn]:
+        """The channel's history, oldest first: each publication a turn at its offset; with
+        ``page_size``, read ``page_size`` publications at a time, each page since the last."""
         if not self.connected:
             raise DriverError("history: not connected")
+        publications: list[wire.Publication] = []
         try:
             async with asyncio.timeout(timeout):
-                reply: wire.Reply = await self._request(
-                    "history", {"channel": self.channel, "limit": HISTORY_LIMIT}
-                )
+                if page_size is None:
+                    publications = list(
+                        (await self._history_page(HISTORY_LIMIT, None)).publications
+                    )
+                else:
+                    since: dict[str, Any] | None = None
+                    for _ in range(MAX_HISTORY_PAGES):
+                        page = await self._history_page(page_size, since)
+                        publications += page.publications
+                        if len(page.publications) < page_size:
+                            break
+                        since = {"offset": page.publications[-1].offset, "epoch": page.epoch}
         except TimeoutError:
             raise DriverError(f"history: no answer within {timeout:g} s") from None
         except _LostError as lost:
             raise DriverError(f"history: {lost}") from None
-        if reply.error is not None or reply.history is None:
-            raise DriverError(f"history: {reply.error.message if reply.error else 'no result'}")
         turns = []
-        for pub in reply.history.publications:
+        for pub in publications:
             mid, text = chat_fields(pub.data)
             turns.append(
                 Turn(
@@ -579,6 +617,15 @@ class CentrifugoDriver:
                 )
             )
         return turns
+
+    async def _history_page(self, limit: int, since: dict[str, Any] | None) -> wire.HistoryResult:
+        params: dict[str, Any] = {"channel": self.channel, "limit": limit}
+        if since is not None:
+            params["since"] = since
+        reply: wire.Reply = await self._request("history", params)
+        if reply.error is not None or reply.history is None:
+            raise DriverError(f"history: {reply.error.message if reply.error else 'no result'}")
+        return reply.history
 
     async def fetch_context(self, timeout: float) -> Mapping[str, Any]:
         raise DriverError("Centrifugo stores no agent context (the driver declares no `context`)")

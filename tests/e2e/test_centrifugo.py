@@ -167,6 +167,7 @@ async def test_contract_connect_deliver_and_recover_through_the_proxy(rig: Rig) 
     assert {started.stream} == {d.stream for d in rig.deliveries("alice")}
     history = await alice.fetch_history(scaled(5))
     assert ["one", "while away", "while away", "while away"] == [t.text for t in history]
+    assert history == await alice.fetch_history(scaled(5), page_size=3)
 
 
 @pytest.mark.asyncio

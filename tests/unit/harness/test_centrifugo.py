@@ -72,7 +72,7 @@ def test_the_driver_meets_the_contract_and_declares_only_known_capabilities() ->
     assert isinstance(_driver([]), Driver)
     assert factory.info is INFO
     assert INFO.capabilities <= CAPABILITIES.keys()
-    assert not INFO.capabilities & {"context", "resume_previous_token", "notices"}
+    assert not INFO.capabilities & {"context", "resume_previous_token", "notices", "resend"}
     assert ("dense", True) == (INFO.positions.order, INFO.positions.continues_across_sessions)
 
 
@@ -85,8 +85,24 @@ def test_the_channel_is_the_users_own_from_the_token_subject() -> None:
 def test_a_fresh_subscribe_is_new_at_the_stream_top() -> None:
     """Connect: outcome new, stream channel#epoch, deliveries continue after the top offset."""
     driver = _driver([])
+    driver._client_id = "c1"
     outcome = _subscribe(driver, None, '{"id":1,"subscribe":{"epoch":"E","offset":4}}')
-    assert Outcome(kind="new", session="chat:#alice", stream="chat:#alice#E", after=4) == outcome
+    expected = Outcome(kind="new", session="chat:#alice@c1", stream="chat:#alice#E", after=4)
+    assert expected == outcome
+
+
+def test_a_recover_keeps_the_session_a_fresh_subscribe_begins_another() -> None:
+    """A session is one subscription's life: recovers keep it; the next connect (another
+    connection id) is a new session in the same stream, whose positions go on."""
+    driver = _driver([])
+    driver._client_id = "c1"
+    first = _subscribe(driver, None, '{"id":1,"subscribe":{"epoch":"E","offset":4}}')
+    driver._client_id = "c2"
+    again = _subscribe(driver, (4, "E"), '{"id":2,"subscribe":{"recovered":true,"epoch":"E"}}')
+    assert first.session == again.session == "chat:#alice@c1"
+    driver._client_id = "c3"
+    fresh = _subscribe(driver, None, '{"id":3,"subscribe":{"epoch":"E","offset":4}}')
+    assert ("chat:#alice@c3", first.stream) == (fresh.session, fresh.stream)
 
 
 def test_a_recovered_subscribe_is_full_and_observes_the_missed_publications_first() -> None:
@@ -100,6 +116,7 @@ def test_a_recovered_subscribe_is_full_and_observes_the_missed_publications_firs
     outcome = _subscribe(driver, (2, "E"), body)
     assert ("full", 2, 2) == (outcome.kind, outcome.after, outcome.replayed)
     assert [3, 4] == [o.position for o in observed if isinstance(o, Delivered)]
+    assert {"publication"} == {o.kind for o in observed if isinstance(o, Delivered)}
     assert {"chat:#alice#E"} == {o.stream for o in observed if isinstance(o, Delivered)}
 
 
