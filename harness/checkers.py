@@ -237,6 +237,26 @@ def reply_parts(view: ClientView, message_id: str) -> tuple[int, bool]:
     return len(parts), any(d.final for d in parts)
 
 
+def replies(view: ClientView, sent: Sequence[tuple[str, str]]) -> Verdict:
+    """Each message sent in the client's session has a complete reply at this client (its
+    final part arrived), whatever connection brought it."""
+    for message_id, text in sent:
+        parts, final = reply_parts(view, message_id)
+        if not final:
+            return Verdict(
+                check="replies",
+                passed=False,
+                message=f"message {message_id} ({text!r}) has no complete reply at this client "
+                f"({parts} parts arrived)",
+                evidence={"message_id": message_id, "parts": parts, "sent": len(sent)},
+            )
+    return Verdict(
+        check="replies",
+        passed=True,
+        message=f"all {len(sent)} messages sent in the session have their complete reply",
+    )
+
+
 # --- stored conversation and context ------------------------------------------------------------
 
 
