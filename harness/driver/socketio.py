@@ -386,7 +386,8 @@ class SocketIODriver:
         replayed = sum(len(p) for p in self._parts.values()) - seen
         if isinstance(answer, wire.ConnectError):
             await self._drop()
-            return Outcome(kind="rejected", reason=answer.message or "connect_error")
+            reason = answer.message or "connect_error"
+            return Outcome(kind="rejected", reason=reason, replayed=replayed)
         if answer.pid != pid:
             await self._leave()
             return Outcome(kind="rejected", reason=NOT_RECOVERED, replayed=replayed)
