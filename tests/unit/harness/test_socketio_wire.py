@@ -38,9 +38,15 @@ def test_each_packet_type_decodes(frame: str, packet: wire.Packet) -> None:
 def test_an_event_with_recovery_on_carries_its_offset_last() -> None:
     """The server appends the stored event's offset as the last element of the array."""
     event = wire.decode('42["reply",{"in_reply_to":"m1","final":true},"Q8pJhCm"]')
-    assert wire.Event(
-        name="reply", args=({"in_reply_to": "m1", "final": True},), ack_id=None, offset="Q8pJhCm"
-    ) == event
+    assert (
+        wire.Event(
+            name="reply",
+            args=({"in_reply_to": "m1", "final": True},),
+            ack_id=None,
+            offset="Q8pJhCm",
+        )
+        == event
+    )
 
 
 def test_without_offsets_a_trailing_string_is_an_argument() -> None:
@@ -51,7 +57,7 @@ def test_without_offsets_a_trailing_string_is_an_argument() -> None:
 
 @pytest.mark.parametrize(
     "frame",
-    ["", "9", "4", "42{not json", '42[1,2]', '40"x"', '45-["x",{"_placeholder":true}]', b"\x04"],
+    ["", "9", "4", "42{not json", "42[1,2]", '40"x"', '45-["x",{"_placeholder":true}]', b"\x04"],
 )
 def test_frames_that_are_not_packets_we_know_are_the_peers_error(frame: str | bytes) -> None:
     """Malformed, unknown and binary frames raise PeerProtocolError, never anything else."""
