@@ -169,7 +169,7 @@ class _Link:
                 self._on_packet(packet)
         except ConnectionClosed as exc:
             received = exc.rcvd
-            self.close_code = received.code if received else None
+            self.close_code = int(received.code) if received else None
             if received and received.reason:
                 reason = received.reason
         finally:
@@ -382,13 +382,20 @@ class SocketIODriver:
         if offset is not None:
             auth["offset"] = offset
         seen = sum(len(p) for p in self._parts.values())
-        _, answer = await self._join(auth, timeout, pid)
+        held = self.offset
+        self.offset = offset  # the replayed events continue from it
+        try:
+            _, answer = await self._join(auth, timeout, pid)
+        except DriverError:
+            self.offset = held
+            raise
         replayed = sum(len(p) for p in self._parts.values()) - seen
-        if isinstance(answer, wire.ConnectError):
-            await self._drop()
-            reason = answer.message or "connect_error"
-            return Outcome(kind="rejected", reason=reason, replayed=replayed)
-        if answer.pid != pid:
+        if isinstance(answer, wire.ConnectError) or answer.pid != pid:
+            self.offset = held
+            if isinstance(answer, wire.ConnectError):
+                await self._drop()
+                reason = answer.message or "connect_error"
+                return Outcome(kind="rejected", reason=reason, replayed=replayed)
             await self._leave()
             return Outcome(kind="rejected", reason=NOT_RECOVERED, replayed=replayed)
         self.pid = pid

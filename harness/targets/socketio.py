@@ -43,7 +43,7 @@ _CONNECTED_METRIC: Final = "socketio_engine_clients"
 class Windows:
     """The host's time settings, short so that real-time scenarios take seconds."""
 
-    max_disconnection_s: float = 4.0
+    max_disconnection_s: float = 5.0
     """``maxDisconnectionDuration``: how long sessions and packets are kept for recovery."""
     ping_interval_s: float = 1.0
     ping_timeout_s: float = 2.0
