@@ -509,8 +509,11 @@ class SocketIODriver:
             raise DriverError(f"no complete reply to {message_id} ({parts} parts) in {timeout:g} s")
         return len(self._parts[message_id])
 
-    async def fetch_history(self, timeout: float) -> list[Turn]:
-        raise DriverError("Socket.IO stores no conversation history")
+    async def resend(self, message_id: str, *, renumber: bool, timeout: float) -> None:
+        raise DriverError("not offered: Socket.IO events carry no number of the client's")
+
+    async def fetch_history(self, timeout: float, *, page_size: int | None = None) -> list[Turn]:
+        raise DriverError("not offered: Socket.IO stores no conversation history")
 
     async def fetch_context(self, timeout: float) -> Mapping[str, Any]:
         if not self.connected:
