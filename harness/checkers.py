@@ -66,6 +66,8 @@ class ClientView:
     closed: list[Closed] = field(default_factory=list)
     session: str | None = None
     """The session the client holds (or last held) at the end of the slice."""
+    attached: set[str] = field(default_factory=set)
+    """Every stream the client was given by a connect or resume that succeeded."""
 
 
 def client_view(ops: Sequence[Op], client: str) -> ClientView:
@@ -83,6 +85,7 @@ def client_view(ops: Sequence[Op], client: str) -> ClientView:
                 view.session = body.session
                 if body.stream is not None:
                     stream = body.stream
+                    view.attached.add(stream)
                     view.deliveries.setdefault(stream, [])
                     if body.after is not None:
                         known = view.starts.get(stream)
@@ -152,7 +155,8 @@ def delivery(
     no_duplicates: bool = True,
     order: bool = True,
 ) -> Verdict:
-    """Every position arrived once, in order, except ranges the server declared lost.
+    """Every position arrived once, in order, except ranges the server declared lost, and only
+    on streams the client was given.
 
     A duplicate is a position that arrived twice; a reordering a position that arrived after a
     later one had; a loss a position between the stream's start and the last one that arrived,
@@ -161,6 +165,15 @@ def delivery(
     for stream, delivered in view.deliveries.items():
         got = [d.position for d in delivered]
         total += len(got)
+        if got and stream not in view.attached:
+            # Whatever the target promises, a client gets only what belongs to its sessions.
+            return Verdict(
+                check="delivery",
+                passed=False,
+                message=f"{len(got)} messages arrived on stream {stream}, which no connect or "
+                "resume of this client was given",
+                evidence={"stream": stream, "positions": got[:20]},
+            )
         if no_duplicates:
             doubled = sorted((p for p, n in Counter(got).items() if n > 1), key=_sort_key)
             if doubled:
@@ -235,6 +248,26 @@ def reply_parts(view: ClientView, message_id: str) -> tuple[int, bool]:
     """How many parts of the reply to ``message_id`` arrived, and whether a final one did."""
     parts = [d for ds in view.deliveries.values() for d in ds if d.reply_to == message_id]
     return len(parts), any(d.final for d in parts)
+
+
+def replies(view: ClientView, sent: Sequence[tuple[str, str]]) -> Verdict:
+    """Each message sent in the client's session has a complete reply at this client (its
+    final part arrived), whatever connection brought it."""
+    for message_id, text in sent:
+        parts, final = reply_parts(view, message_id)
+        if not final:
+            return Verdict(
+                check="replies",
+                passed=False,
+                message=f"message {message_id} ({text!r}) has no complete reply at this client "
+                f"({parts} parts arrived)",
+                evidence={"message_id": message_id, "parts": parts, "sent": len(sent)},
+            )
+    return Verdict(
+        check="replies",
+        passed=True,
+        message=f"all {len(sent)} messages sent in the session have their complete reply",
+    )
 
 
 # --- stored conversation and context ------------------------------------------------------------

@@ -350,6 +350,9 @@ def _expect(step: m.Expect, s: StepSlice) -> list[Verdict]:
                 order=d.order,
             )
         )
+        if d.replies:
+            view = s.view()
+            verdicts.append(checkers.replies(view, checkers.sent_in_session(s.ops, view.session)))
     if step.history is not None:
         verdicts.append(_expect_history(step.history, s))
         verdicts.append(checkers.delivery(s.view(), s.positions))

@@ -37,6 +37,8 @@ _HINTS = {
     "latency": "an operation was slower than its threshold",
     "metrics": "a server metric crossed its threshold",
     "resume": "the resume outcome was not the expected one",
+    "replies": "a message the client sent has no complete reply at that client: lost on the "
+    "way up, or not replayed, or delivered to another connection",
 }
 
 

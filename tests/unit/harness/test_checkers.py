@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import pytest
 
 from harness import checkers
@@ -184,6 +185,57 @@ def test_delivery_judges_each_stream_on_its_own() -> None:
             history.event("c", Delivered(stream=stream, position=p, kind="reply"))
     verdict = checkers.delivery(checkers.client_view(history.ops, "c"), DENSE)
     assert (True, "6 messages, each once, in order") == (verdict.passed, verdict.message)
+
+
+def test_delivery_fails_on_a_stream_the_client_was_never_given() -> None:
+    """Messages of another's session, on a connection the target then refused, are a leak."""
+    history = History()
+    op = history.invoke("c", Resume())
+    history.event("c", Delivered(stream="theirs", position="x1", kind="reply"))
+    history.complete(op, "ok", Outcome(kind="rejected", reason="auth_failed"))
+    opaque = PositionModel(order="opaque", continues_across_sessions=True)
+    verdict = checkers.delivery(checkers.client_view(history.ops, "c"), opaque)
+    assert (False, "theirs") == (verdict.passed, verdict.evidence["stream"])
+
+
+def test_delivery_accepts_replayed_messages_that_arrive_before_the_resume_completes() -> None:
+    """A recovery's missed messages may come before its answer: the stream is still given."""
+    history = History()
+    op = history.invoke("c", Resume())
+    history.event("c", Delivered(stream="mine", position="x1", kind="reply"))
+    history.complete(op, "ok", Outcome(kind="full", session="mine", stream="mine"))
+    opaque = PositionModel(order="opaque", continues_across_sessions=True)
+    assert True is checkers.delivery(checkers.client_view(history.ops, "c"), opaque).passed
+
+
+def _replied(*parts: tuple[str, bool]) -> ClientView:
+    history = History()
+    op = history.invoke("c", Connect())
+    history.complete(op, "ok", Outcome(kind="new", session="S", stream="S"))
+    for n, (reply_to, final) in enumerate(parts):
+        delivered = Delivered(stream="S", position=f"o{n}", kind="reply", reply_to=reply_to)
+        history.event("c", msgspec.structs.replace(delivered, final=final))
+    return checkers.client_view(history.ops, "c")
+
+
+def test_replies_pass_when_every_sent_message_has_its_final_part() -> None:
+    """Each message sent in the session has a complete reply at the client."""
+    view_ = _replied(("m1", False), ("m1", True), ("m2", True))
+    verdict = checkers.replies(view_, [("m1", "a"), ("m2", "b")])
+    assert (True, "all 2 messages sent in the session have their complete reply") == (
+        verdict.passed,
+        verdict.message,
+    )
+
+
+def test_replies_name_the_first_message_without_a_complete_reply() -> None:
+    """A reply whose final part never came is a loss, whatever the positions say."""
+    verdict = checkers.replies(_replied(("m1", True), ("m2", False)), [("m1", "a"), ("m2", "b")])
+    assert (False, "m2", 1) == (
+        verdict.passed,
+        verdict.evidence["message_id"],
+        verdict.evidence["parts"],
+    )
 
 
 # --- history ---------------------------------------------------------------------------------
