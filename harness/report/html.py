@@ -38,6 +38,10 @@ CHART_JS = "chart.umd.min.js"
 MAX_TIMELINES = 6
 """Clients drawn per scenario; the others are named, and their histories are in results.json."""
 
+MAX_STEP_ROWS = 200
+"""Past this many steps (a ``parallel`` step of many clients), the steps table shows every step
+that did not pass and the first passed ones, and counts the other passed ones by kind."""
+
 OPERATIONS = ("connect", "resume", "chat", "history", "context")
 
 STATUS_TEXT = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR", "skipped": "SKIPPED"}
@@ -192,6 +196,9 @@ class ScenarioView:
     status_text: str
     description: str
     steps: list[StepView]
+    shown_steps: list[StepView]
+    folded_steps: list[tuple[str, int]]
+    """(kind, how many) of the passed steps the table leaves out."""
     failure: StepView | None
     hint: str
     timelines: list[TimelineView]
@@ -392,6 +399,7 @@ def _scenario(n: int, result: ScenarioResult) -> ScenarioView:
     views = [_timeline_view(anchor, i, result, c) for i, c in enumerate(drawn[:MAX_TIMELINES], 1)]
     figures = durations_by_operation(result)
     latency = _figures({op: figures.get(op, []) for op in OPERATIONS})
+    shown, folded = _fold_steps(steps)
     return ScenarioView(
         anchor=anchor,
         result=result,
@@ -399,6 +407,8 @@ def _scenario(n: int, result: ScenarioResult) -> ScenarioView:
         status_text=STATUS_TEXT[result.status],
         description=(result.scenario.description.strip() if result.scenario else ""),
         steps=steps,
+        shown_steps=shown,
+        folded_steps=folded,
         failure=failure,
         hint=hint,
         timelines=views,
@@ -407,6 +417,18 @@ def _scenario(n: int, result: ScenarioResult) -> ScenarioView:
         latency_chart=_latency_chart(anchor, result.name, figures),
         metrics=_metrics(anchor, result),
     )
+
+
+def _fold_steps(steps: list[StepView]) -> tuple[list[StepView], list[tuple[str, int]]]:
+    if len(steps) <= MAX_STEP_ROWS:
+        return steps, []
+    keep = MAX_STEP_ROWS // 2
+    shown = [s for n, s in enumerate(steps) if s.failed or n < keep]
+    folded: dict[str, int] = {}
+    for n, s in enumerate(steps):
+        if not s.failed and n >= keep:
+            folded[s.step.kind] = folded.get(s.step.kind, 0) + 1
+    return shown, list(folded.items())
 
 
 def _step(step: StepResult) -> StepView:

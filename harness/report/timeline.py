@@ -170,11 +170,21 @@ def timeline(scenario: ScenarioResult, client: str) -> ClientTimeline:
     )
     out.end = max(clock.values(), default=0.0)
     out.end_wall = max((op.time for op in ops), default=0.0)
+    parallel = _in_parallel(ops)
     invoked: dict[int, Op] = {}
     offline_since: tuple[float, float, str] | None = None
+    # Inside a parallel step every client acts on the shared fault layer and clock: each such
+    # action is shown once, and how many more times it happened (by any client) at its last.
+    repeated: dict[str, list[Event]] = {}
 
     def add(op: Op, lane: Lane, kind: EventKind, text: str) -> None:
-        out.events.append(Event(clock[op.index], op.time, lane, kind, text, steps.get(op.index)))
+        event = Event(clock[op.index], op.time, lane, kind, text, steps.get(op.index))
+        if op.process in GLOBAL_PROCESSES and op.index in parallel:
+            seen = repeated.setdefault(text, [])
+            seen.append(event)
+            if len(seen) > 1:
+                return
+        out.events.append(event)
 
     for op in ops:
         if op.phase == "invoke":
@@ -248,6 +258,13 @@ def timeline(scenario: ScenarioResult, client: str) -> ClientTimeline:
     if offline_since is not None:
         since, since_wall, why = offline_since
         out.offline.append(Offline(since, None, why, since_wall, None))
+    for text, seen in repeated.items():
+        if len(seen) > 1:
+            last = seen[-1]
+            more = f"{text}: {len(seen) - 1} more times in the parallel step, by any client"
+            out.events.append(
+                Event(last.t, last.wall, last.lane, last.kind, f"{more}, the last here")
+            )
     out.events += _failed_checks(scenario, client, clock)
     out.events.sort(key=lambda e: e.t)
     out.marks = _marks(scenario, client, clock, found)
@@ -308,16 +325,36 @@ def _route_text(r: RouteChanged) -> str:
 
 
 def _step_of(ops: Sequence[Op]) -> dict[int, str]:
-    """The path of the step each op happened in, by op index."""
+    """The path of the step each op happened in, by op index: for a client's op, that client's
+    innermost open step; for any other, the innermost open step (steps of ``parallel`` clients
+    run at once, so theirs are told apart by client)."""
     out: dict[int, str] = {}
-    current: list[str] = []
+    open_steps: list[tuple[int, str, str | None]] = []
     for op in ops:
-        if isinstance(op.body, StepStart) and op.phase == "invoke":
-            current.append(op.body.path)
-        if current:
-            out[op.index] = current[-1]
-        if isinstance(op.body, StepEnd) and current:
-            current.pop()
+        body = op.body
+        if isinstance(body, StepStart) and op.phase == "invoke":
+            open_steps.append((op.id, body.path, body.client))
+        own = [step for step in open_steps if step[2] == op.process]
+        chosen = own or open_steps
+        if chosen:
+            out[op.index] = chosen[-1][1]
+        if isinstance(body, StepEnd):
+            open_steps = [step for step in open_steps if step[0] != op.id]
+    return out
+
+
+def _in_parallel(ops: Sequence[Op]) -> set[int]:
+    """The indices of the ops recorded while a ``parallel`` step ran."""
+    out: set[int] = set()
+    running: set[int] = set()
+    for op in ops:
+        body = op.body
+        if isinstance(body, StepStart) and op.phase == "invoke" and body.kind == "parallel":
+            running.add(op.id)
+        if running:
+            out.add(op.index)
+        if isinstance(body, StepEnd):
+            running.discard(op.id)
     return out
 
 

@@ -19,7 +19,7 @@ import pytest
 from harness import exit_codes, results
 from harness.cli import main
 from harness.report import html, markdown, write_all
-from harness.results import VERDICT_TEXT, RunResult
+from harness.results import VERDICT_TEXT, RunResult, StepResult
 from tests.unit.harness.test_reports import FAILING, PASSING, RECORD, SKIPPED
 
 VENDOR = Path(html.__file__).parent / "vendor"
@@ -227,3 +227,19 @@ def test_report_command_renders_html_from_results(
     results.write(RECORD, tmp_path / "results.json")
     code = main(["report", str(tmp_path / "results.json"), "--format", "html"])
     assert (exit_codes.OK, html.render(RECORD)) == (code, capsys.readouterr().out)
+
+
+def test_a_scenario_of_many_steps_lists_the_failed_ones_and_counts_the_rest() -> None:
+    """Past 200 steps the table keeps the first 100, every failed one, and counts the others."""
+    many = [
+        StepResult(path=str(n), kind="chat", status="passed", message="1 message(s) answered")
+        for n in range(1, 301)
+    ]
+    failed = StepResult(path="301", kind="expect", status="failed", message="it broke")
+    scenario = msgspec.structs.replace(FAILING, steps=[*many, failed])
+    page = Page(html.render(msgspec.structs.replace(RECORD, scenarios=[scenario])))
+    assert "✓ 200 more steps passed, not listed here (200 chat); every one is in results.json." in (
+        page.words
+    )
+    assert "it broke" in page.words
+    assert "Steps (301: 300 passed, 1 did not)" in page.words

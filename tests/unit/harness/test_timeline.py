@@ -193,3 +193,35 @@ def test_clients_are_listed_in_the_order_they_first_appear() -> None:
         (4, "b", "invoke", 0.3, Connect()),
     )
     assert ["b", "a"] == timeline.clients(s)
+
+
+def test_the_shared_fault_layer_inside_a_parallel_step_is_shown_once_with_a_count() -> None:
+    """Three clients of a parallel step each take the proxy down: each timeline shows it once,
+    then how many more times it happened, at the last one."""
+    lines: list[Line] = [(1, "runner", "invoke", 0.0, StepStart(path="1", kind="parallel"))]
+    for n, name in enumerate(("p1", "p2", "p3")):
+        lines += [
+            (
+                10 + n,
+                "runner",
+                "invoke",
+                0.1 + n,
+                StepStart(path=f"1.{name}.1", kind="drop", client=name),
+            ),
+            (20 + n, "fault", "invoke", 0.2 + n, FaultAction(action="down")),
+            (20 + n, "fault", "ok", 0.25 + n, Done()),
+            (10 + n, "runner", "ok", 0.3 + n, StepEnd(status="passed")),
+        ]
+    lines.append((1, "runner", "ok", 4.0, StepEnd(status="passed")))
+    lines.append((30, "fault", "invoke", 5.0, FaultAction(action="down")))
+    tl = timeline.timeline(scenario(*lines), "p2")
+    assert [
+        (0.2, "proxy down (connections cut, new ones refused)", "1.p1.1"),
+        (
+            2.2,
+            "proxy down (connections cut, new ones refused): 2 more times in the parallel "
+            "step, by any client, the last here",
+            None,
+        ),
+        (5.0, "proxy down (connections cut, new ones refused)", None),
+    ] == [(round(e.t, 6), e.text, e.step) for e in tl.events]
