@@ -18,6 +18,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,7 +111,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
             failing = await engine.run(_failing_suite(), suite="scenarios/seed, faults planted")
         return passing, failing
 
-    passing, failing = asyncio.run(both())
+    # In a thread of its own: Playwright's sync API keeps an event loop in this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        passing, failing = pool.submit(asyncio.run, both()).result()
     out = {}
     for name, record in (("passing", passing), ("failing", failing)):
         folder = tmp_path_factory.mktemp(name)

@@ -7,6 +7,7 @@ request beyond the file itself) besides what it is about.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -180,15 +181,17 @@ def test_the_report_reads_without_colour(runs: dict[str, Run], open_page: OpenPa
 
 
 def test_the_comparison_page_of_the_two_runs(
-    runs: dict[str, Run], open_page: OpenPage, tmp_path: Path
+    runs: dict[str, Run], open_page: OpenPage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`harness report --compare` of the passing and the failing run: its new failures, the
     latency chart drawn, nothing wrong in the browser."""
-    out = tmp_path / "compare.html"
-    base, new = (str(runs[n].folder / "results.json") for n in ("passing", "failing"))
-    args = ["report", "--compare", base, new, "--format", "html", "--output", str(out)]
-    assert exit_codes.OK == main(args)
-    opened = open_page(out)
+    for folder, name in (("main", "passing"), ("pr", "failing")):
+        (tmp_path / folder).mkdir()
+        shutil.copyfile(runs[name].folder / "results.json", tmp_path / folder / "results.json")
+    monkeypatch.chdir(tmp_path)  # the page names the files as they were given
+    args = ["report", "--compare", "main/results.json", "pr/results.json", "--format", "html"]
+    assert exit_codes.OK == main([*args, "--output", "compare.html"])
+    opened = open_page(tmp_path / "compare.html")
     page = opened.page
     assert [] == opened.problems
     assert "3 new failures" in page.locator("#verdict").inner_text()
