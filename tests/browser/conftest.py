@@ -122,9 +122,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    """Headless Debian Chromium with a fresh profile, or a skip that says how to install it."""
+    """Headless Debian Chromium with a fresh profile, or a skip that says how to install it.
+
+    Per module, not per session: while Playwright's sync API is open it keeps an event loop
+    running in this thread, which every asyncio test after it would trip over."""
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: install it with {INSTALL}")
     sync_api = pytest.importorskip(
