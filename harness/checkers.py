@@ -333,10 +333,14 @@ def history(
             return Verdict(
                 check="history", passed=False, message=f"no stored turn contains {text!r}"
             )
+    kept = sum(1 for message_id, _ in sent if message_id in stored)
+    # Without `no_loss` a sent message may be missing: say how many are there, not "all".
+    which = f"all {len(sent)}" if kept == len(sent) else f"{kept} of {len(sent)}"
+    how = "once" + (", in order" if order else "")
     return Verdict(
         check="history",
         passed=True,
-        message=f"{len(turns)} turns stored; all {len(sent)} sent messages once, in order",
+        message=f"{len(turns)} turns stored; {which} sent messages {how}",
     )
 
 
@@ -588,7 +592,11 @@ def replies_stored(
 
 
 def metric_samples(text: str) -> dict[str, float]:
-    """The first sample of each name in Prometheus text (labelled or not)."""
+    """The first sample of each name in Prometheus text (labelled or not).
+
+    Samples that are not finite (a summary's ``NaN`` quantile before any observation) are left
+    out: no threshold judges them, and JSON has no way to write them (``results.json`` would
+    hold ``null`` where a number must be)."""
     samples: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
@@ -597,9 +605,11 @@ def metric_samples(text: str) -> dict[str, float]:
         if name in samples:
             continue
         try:
-            samples[name] = float(line.rsplit(" ", 1)[1])
+            value = float(line.rsplit(" ", 1)[1])
         except (ValueError, IndexError):
             continue
+        if math.isfinite(value):
+            samples[name] = value
     return samples
 
 

@@ -580,6 +580,25 @@ def test_metric_samples_skip_a_malformed_sample() -> None:
     assert {} == checkers.metric_samples("ws_connections many\n")
 
 
+def test_history_without_no_loss_says_how_many_sent_messages_it_holds() -> None:
+    """With `no_loss: false` the verdict counts the sent messages stored instead of claiming
+    all of them."""
+    sent = [("m1", "a"), ("m2", "b"), ("m3", "c")]
+    turns = [Turn(index=3, role="user", message_id="m3", text="c")]
+    verdict = checkers.history(turns, sent, no_loss=False)
+    assert (True, "1 turns stored; 1 of 3 sent messages once, in order") == (
+        verdict.passed,
+        verdict.message,
+    )
+
+
+def test_metric_samples_skip_a_sample_that_is_not_finite() -> None:
+    """A NaN quantile (no observation yet) is left out, so results.json stays valid JSON
+    numbers, and a later finite sample of that name is the one read."""
+    text = 'latency{quantile="0.5"} NaN\nlatency{quantile="0.99"} 0.25\nup +Inf\n'
+    assert {"latency": 0.25} == checkers.metric_samples(text)
+
+
 def test_metric_value_against_its_threshold() -> None:
     """A metric's value passes or fails its threshold; a missing metric or no metrics fail."""
     samples = checkers.metric_samples(PROMETHEUS)
