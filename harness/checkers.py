@@ -66,6 +66,8 @@ class ClientView:
     closed: list[Closed] = field(default_factory=list)
     session: str | None = None
     """The session the client holds (or last held) at the end of the slice."""
+    attached: set[str] = field(default_factory=set)
+    """Every stream the client was given by a connect or resume that succeeded."""
 
 
 def client_view(ops: Sequence[Op], client: str) -> ClientView:
@@ -83,6 +85,7 @@ def client_view(ops: Sequence[Op], client: str) -> ClientView:
                 view.session = body.session
                 if body.stream is not None:
                     stream = body.stream
+                    view.attached.add(stream)
                     view.deliveries.setdefault(stream, [])
                     if body.after is not None:
                         known = view.starts.get(stream)
@@ -152,7 +155,8 @@ def delivery(
     no_duplicates: bool = True,
     order: bool = True,
 ) -> Verdict:
-    """Every position arrived once, in order, except ranges the server declared lost.
+    """Every position arrived once, in order, except ranges the server declared lost, and only
+    on streams the client was given.
 
     A duplicate is a position that arrived twice; a reordering a position that arrived after a
     later one had; a loss a position between the stream's start and the last one that arrived,
@@ -161,6 +165,15 @@ def delivery(
     for stream, delivered in view.deliveries.items():
         got = [d.position for d in delivered]
         total += len(got)
+        if got and stream not in view.attached:
+            # Whatever the target promises, a client gets only what belongs to its sessions.
+            return Verdict(
+                check="delivery",
+                passed=False,
+                message=f"{len(got)} messages arrived on stream {stream}, which no connect or "
+                "resume of this client was given",
+                evidence={"stream": stream, "positions": got[:20]},
+            )
         if no_duplicates:
             doubled = sorted((p for p, n in Counter(got).items() if n > 1), key=_sort_key)
             if doubled:
@@ -264,6 +277,26 @@ def reply_parts(view: ClientView, message_id: str) -> tuple[int, bool]:
     return len(parts), any(d.final for d in parts)
 
 
+def replies(view: ClientView, sent: Sequence[tuple[str, str]]) -> Verdict:
+    """Each message sent in the client's session has a complete reply at this client (its
+    final part arrived), whatever connection brought it."""
+    for message_id, text in sent:
+        parts, final = reply_parts(view, message_id)
+        if not final:
+            return Verdict(
+                check="replies",
+                passed=False,
+                message=f"message {message_id} ({text!r}) has no complete reply at this client "
+                f"({parts} parts arrived)",
+                evidence={"message_id": message_id, "parts": parts, "sent": len(sent)},
+            )
+    return Verdict(
+        check="replies",
+        passed=True,
+        message=f"all {len(sent)} messages sent in the session have their complete reply",
+    )
+
+
 # --- stored conversation and context ------------------------------------------------------------
 
 
@@ -327,10 +360,14 @@ def history(
             return Verdict(
                 check="history", passed=False, message=f"no stored turn contains {text!r}"
             )
+    kept = sum(1 for message_id, _ in sent if message_id in stored)
+    # Without `no_loss` a sent message may be missing: say how many are there, not "all".
+    which = f"all {len(sent)}" if kept == len(sent) else f"{kept} of {len(sent)}"
+    how = "once" + (", in order" if order else "")
     return Verdict(
         check="history",
         passed=True,
-        message=f"{len(turns)} turns stored; all {len(sent)} sent messages once, in order",
+        message=f"{len(turns)} turns stored; {which} sent messages {how}",
     )
 
 
@@ -582,7 +619,11 @@ def replies_stored(
 
 
 def metric_samples(text: str) -> dict[str, float]:
-    """The first sample of each name in Prometheus text (labelled or not)."""
+    """The first sample of each name in Prometheus text (labelled or not).
+
+    Samples that are not finite (a summary's ``NaN`` quantile before any observation) are left
+    out: no threshold judges them, and JSON has no way to write them (``results.json`` would
+    hold ``null`` where a number must be)."""
     samples: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
@@ -591,9 +632,11 @@ def metric_samples(text: str) -> dict[str, float]:
         if name in samples:
             continue
         try:
-            samples[name] = float(line.rsplit(" ", 1)[1])
+            value = float(line.rsplit(" ", 1)[1])
         except (ValueError, IndexError):
             continue
+        if math.isfinite(value):
+            samples[name] = value
     return samples
 
 

@@ -107,7 +107,7 @@ def _scenario_commands() -> tuple[Command, ...]:
     return (
         Command(
             "run",
-            "run scenarios and write report.md, junit.xml and results.json",
+            "run scenarios and write report.md, junit.xml, report.html and results.json",
             commands.run_scenarios,
             commands.add_run_arguments,
         ),
@@ -146,7 +146,7 @@ def _scenario_commands() -> tuple[Command, ...]:
         ),
         Command(
             "report",
-            "rebuild report.md or junit.xml from results.json; merge shards",
+            "rebuild report.md, junit.xml or report.html from results.json; merge; compare",
             commands.report,
             commands.add_report_arguments,
         ),

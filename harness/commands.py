@@ -22,7 +22,7 @@ from harness import baseline, exit_codes, results
 from harness.driver import registry
 from harness.engine import LOAD_LIMIT, Engine, RunOptions
 from harness.estimate import format_seconds
-from harness.report import junit, markdown, write_all
+from harness.report import compare, html, junit, markdown, write_all
 from harness.results import RunResult
 from harness.scenario import Scenario, ScenarioError, json_schema, load_files, parse_duration
 from harness.targets.base import TargetError
@@ -361,35 +361,55 @@ def schema(args: argparse.Namespace) -> int:
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="RESULTS", help="results.json file(s)")
-    parser.add_argument("--format", choices=["md", "junit", "json"], default="md")
+    parser.add_argument("--format", choices=["md", "junit", "json", "html"], default="md")
     parser.add_argument(
         "--merge", action="store_true", help="combine the results of shards into one"
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="BASE.json NEW.json: what changed from one run to the other (md or html)",
     )
     parser.add_argument("--output", type=Path, help="write here instead of standard output")
 
 
 def report(args: argparse.Namespace) -> int:
-    """Rebuild report.md or junit.xml from results.json; merge shards."""
+    """Rebuild report.md, junit.xml or report.html from results.json; merge shards; compare
+    two runs."""
     try:
         records = [results.read(Path(p)) for p in args.inputs]
     except ValueError as error:
         print(f"harness: {error}", file=sys.stderr)
         return exit_codes.USAGE_ERROR
-    if len(records) > 1 and not args.merge:
+    if args.compare:
+        if len(records) != 2 or args.merge or args.format not in ("md", "html"):
+            print(
+                "harness: --compare takes two results files, BASE and NEW, and --format md or html",
+                file=sys.stderr,
+            )
+            return exit_codes.USAGE_ERROR
+        found = compare.compare(*records, base_name=args.inputs[0], new_name=args.inputs[1])
+        text = compare.render(found) if args.format == "md" else html.render_comparison(found)
+    elif len(records) > 1 and not args.merge:
         print("harness: several results files need --merge", file=sys.stderr)
         return exit_codes.USAGE_ERROR
-    record = results.merge(records) if args.merge else records[0]
-    if args.format == "md":
-        text = markdown.render(record)
-    elif args.format == "junit":
-        text = junit.render(record)
     else:
-        text = results.encode(record).decode()
+        text = _render(results.merge(records) if args.merge else records[0], args.format)
     if args.output:
         args.output.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     return exit_codes.OK
+
+
+def _render(record: RunResult, form: str) -> str:
+    if form == "md":
+        return markdown.render(record)
+    if form == "junit":
+        return junit.render(record)
+    if form == "html":
+        return html.render(record)
+    return results.encode(record).decode()
 
 
 # --- check ---------------------------------------------------------------------------------

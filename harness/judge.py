@@ -89,8 +89,20 @@ def _verdict(
     )
 
 
+_SHARED = frozenset({"fault", "clock", "target"})
+"""Processes that are no client's: their operations belong to whichever step ran them."""
+
+
 def _failures(s: StepSlice) -> list[Op]:
-    return [op for op in s.own if op.phase == "fail" and isinstance(op.body, Failure)]
+    """The step's failed operations: its client's, and the fault layer's, clock's, target's
+    (in a `parallel` step other clients' operations interleave with these: not counted)."""
+    return [
+        op
+        for op in s.own
+        if op.phase == "fail"
+        and isinstance(op.body, Failure)
+        and (op.process == s.client or op.process in _SHARED)
+    ]
 
 
 def _acted(s: StepSlice) -> list[Verdict]:
@@ -350,6 +362,9 @@ def _expect(step: m.Expect, s: StepSlice) -> list[Verdict]:
                 order=d.order,
             )
         )
+        if d.replies:
+            view = s.view()
+            verdicts.append(checkers.replies(view, checkers.sent_in_session(s.ops, view.session)))
     if step.history is not None:
         verdicts.append(_expect_history(step.history, s))
         verdicts.append(checkers.delivery(s.view(), s.positions))

@@ -101,8 +101,6 @@ def needs(step: m.Step) -> set[str]:
                 out.add("resume_previous_token")
             if step.session_of is not None:
                 out.add("take_over")
-        case m.Snapshot():
-            out |= {"history", "context"}
         case m.Expect():
             if step.history is not None:
                 out.add("history")

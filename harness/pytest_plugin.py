@@ -94,8 +94,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--ws-report-dir",
         metavar="DIR",
-        help="at the end, write results.json, report.md and junit.xml of the scenarios that "
-        "ran to DIR/<timestamp>/ and DIR/latest/",
+        help="at the end, write results.json, report.md, junit.xml and report.html of the "
+        "scenarios that ran to DIR/<timestamp>/ and DIR/latest/",
     )
     group.addoption(
         "--ws-driver",

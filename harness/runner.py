@@ -605,8 +605,10 @@ class ScenarioRun:
         return op
 
     async def _snapshot(self, client: ClientState, name: str) -> str:
-        context_op = await self._fetch_context(client)
-        history_op = await self._fetch_history(client)
+        # Only what the driver can read: the checks that use a snapshot need its parts.
+        can = client.driver.info.capabilities
+        context_op = await self._fetch_context(client) if "context" in can else None
+        history_op = await self._fetch_history(client) if "history" in can else None
         metrics_op = await self._metrics() if "metrics" in self.target.capabilities else None
         self.history.event(
             client.spec.name,

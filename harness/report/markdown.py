@@ -37,6 +37,8 @@ _HINTS = {
     "latency": "an operation was slower than its threshold",
     "metrics": "a server metric crossed its threshold",
     "resume": "the resume outcome was not the expected one",
+    "replies": "a message the client sent has no complete reply at that client: lost on the "
+    "way up, or not replayed, or delivered to another connection",
 }
 
 
@@ -109,9 +111,16 @@ def _summary(record: RunResult) -> list[str]:
     ]
     if delivery:
         kept = sum(v.passed for v in delivery)
+        opaque = {s.positions for s in record.scenarios} == {"opaque"}
+        judged = (
+            "found no message twice by its position (the driver's positions are opaque: loss "
+            "and order are judged by the replies)"
+            if opaque
+            else "found every message once and in order"
+        )
         out.append(
-            f"- **Continuity:** {kept} of {len(delivery)} delivery checks found every message "
-            f"once and in order ({kept / len(delivery):.0%})."
+            f"- **Continuity:** {kept} of {len(delivery)} delivery checks {judged} "
+            f"({kept / len(delivery):.0%})."
         )
     ratios = [
         (st.path, s.name, v.evidence.get("ratio"))

@@ -253,6 +253,9 @@ class DeliveryExpect(_Model, frozen=True, kw_only=True):
     no_loss: bool = True
     no_duplicates: bool = True
     order: bool = True
+    replies: bool = False
+    """Every message sent in the client's session has its complete reply at this client: how
+    loss is judged where positions are opaque (they only show duplicates)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,7 +472,8 @@ class ReconnectFresh(_Step, tag="reconnect_fresh", frozen=True, kw_only=True):
 
 
 class Snapshot(_Step, tag="snapshot", frozen=True, kw_only=True):
-    """Record what the client sees now (history, context, metrics) under ``name``."""
+    """Record what the client sees now (history, context, metrics) under ``name``; each of them
+    only where the driver (or the target, for metrics) can read it."""
 
     client: str | None = None
     name: NonEmptyStr

@@ -107,7 +107,7 @@ def test_seed_suite_passes_as_eight_pytest_items(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "latest" / "results.json").read_text(encoding="utf-8"))
     assert ["passed"] * 8 == [s["status"] for s in record["scenarios"]]
     assert "scenarios/seed/01_basic_history.yaml" == record["scenarios"][0]["file"]
-    assert {"junit.xml", "report.md", "results.json"} == {
+    assert {"junit.xml", "report.md", "results.json", "report.html"} == {
         p.name for p in (tmp_path / "latest").iterdir()
     }
     assert f"ws-continuity report: {tmp_path}" in result.stdout

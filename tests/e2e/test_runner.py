@@ -637,7 +637,9 @@ def test_cli_exit_code_1_when_a_scenario_fails_and_reports_are_written(
     out = capsys.readouterr().out
     assert exit_codes.SCENARIO_FAILED == code, out
     latest = reports / "latest"
-    assert {"results.json", "report.md", "junit.xml"} == {p.name for p in latest.iterdir()}
+    assert {"results.json", "report.md", "junit.xml", "report.html"} == {
+        p.name for p in latest.iterdir()
+    }
     record = json.loads((latest / "results.json").read_text())
     statuses = {s["name"]: s["status"] for s in record["scenarios"]}
     assert {"fine": "passed", "wrong-count": "failed"} == statuses

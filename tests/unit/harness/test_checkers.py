@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import pytest
 
 from harness import checkers
@@ -231,6 +232,57 @@ def test_delivery_judges_each_stream_on_its_own() -> None:
             history.event("c", Delivered(stream=stream, position=p, kind="reply"))
     verdict = checkers.delivery(checkers.client_view(history.ops, "c"), DENSE)
     assert (True, "6 messages, each once, in order") == (verdict.passed, verdict.message)
+
+
+def test_delivery_fails_on_a_stream_the_client_was_never_given() -> None:
+    """Messages of another's session, on a connection the target then refused, are a leak."""
+    history = History()
+    op = history.invoke("c", Resume())
+    history.event("c", Delivered(stream="theirs", position="x1", kind="reply"))
+    history.complete(op, "ok", Outcome(kind="rejected", reason="auth_failed"))
+    opaque = PositionModel(order="opaque", continues_across_sessions=True)
+    verdict = checkers.delivery(checkers.client_view(history.ops, "c"), opaque)
+    assert (False, "theirs") == (verdict.passed, verdict.evidence["stream"])
+
+
+def test_delivery_accepts_replayed_messages_that_arrive_before_the_resume_completes() -> None:
+    """A recovery's missed messages may come before its answer: the stream is still given."""
+    history = History()
+    op = history.invoke("c", Resume())
+    history.event("c", Delivered(stream="mine", position="x1", kind="reply"))
+    history.complete(op, "ok", Outcome(kind="full", session="mine", stream="mine"))
+    opaque = PositionModel(order="opaque", continues_across_sessions=True)
+    assert True is checkers.delivery(checkers.client_view(history.ops, "c"), opaque).passed
+
+
+def _replied(*parts: tuple[str, bool]) -> ClientView:
+    history = History()
+    op = history.invoke("c", Connect())
+    history.complete(op, "ok", Outcome(kind="new", session="S", stream="S"))
+    for n, (reply_to, final) in enumerate(parts):
+        delivered = Delivered(stream="S", position=f"o{n}", kind="reply", reply_to=reply_to)
+        history.event("c", msgspec.structs.replace(delivered, final=final))
+    return checkers.client_view(history.ops, "c")
+
+
+def test_replies_pass_when_every_sent_message_has_its_final_part() -> None:
+    """Each message sent in the session has a complete reply at the client."""
+    view_ = _replied(("m1", False), ("m1", True), ("m2", True))
+    verdict = checkers.replies(view_, [("m1", "a"), ("m2", "b")])
+    assert (True, "all 2 messages sent in the session have their complete reply") == (
+        verdict.passed,
+        verdict.message,
+    )
+
+
+def test_replies_name_the_first_message_without_a_complete_reply() -> None:
+    """A reply whose final part never came is a loss, whatever the positions say."""
+    verdict = checkers.replies(_replied(("m1", True), ("m2", False)), [("m1", "a"), ("m2", "b")])
+    assert (False, "m2", 1) == (
+        verdict.passed,
+        verdict.evidence["message_id"],
+        verdict.evidence["parts"],
+    )
 
 
 # --- history ---------------------------------------------------------------------------------
@@ -573,6 +625,25 @@ def test_metric_samples_read_a_sample(name: str, value: float | None) -> None:
 def test_metric_samples_skip_a_malformed_sample() -> None:
     """A sample whose value is not a number is left out rather than given a made-up value."""
     assert {} == checkers.metric_samples("ws_connections many\n")
+
+
+def test_history_without_no_loss_says_how_many_sent_messages_it_holds() -> None:
+    """With `no_loss: false` the verdict counts the sent messages stored instead of claiming
+    all of them."""
+    sent = [("m1", "a"), ("m2", "b"), ("m3", "c")]
+    turns = [Turn(index=3, role="user", message_id="m3", text="c")]
+    verdict = checkers.history(turns, sent, no_loss=False)
+    assert (True, "1 turns stored; 1 of 3 sent messages once, in order") == (
+        verdict.passed,
+        verdict.message,
+    )
+
+
+def test_metric_samples_skip_a_sample_that_is_not_finite() -> None:
+    """A NaN quantile (no observation yet) is left out, so results.json stays valid JSON
+    numbers, and a later finite sample of that name is the one read."""
+    text = 'latency{quantile="0.5"} NaN\nlatency{quantile="0.99"} 0.25\nup +Inf\n'
+    assert {"latency": 0.25} == checkers.metric_samples(text)
 
 
 def test_metric_value_against_its_threshold() -> None:

@@ -332,9 +332,9 @@ def test_merge_of_nothing_is_an_error() -> None:
 
 
 def test_write_all_writes_a_stamped_folder_and_latest(tmp_path: Path) -> None:
-    """write_all writes the three files to <stamp>/ and mirrors them in latest/."""
+    """write_all writes the four files to <stamp>/ and mirrors them in latest/."""
     folder = write_all(RECORD, tmp_path, "20260102T030405Z")
-    names = {"results.json", "report.md", "junit.xml"}
+    names = {"results.json", "report.md", "junit.xml", "report.html"}
     assert (tmp_path / "20260102T030405Z", names) == (folder, {p.name for p in folder.iterdir()})
     assert names == {p.name for p in (tmp_path / "latest").iterdir()}
     latest = (tmp_path / "latest" / "report.md").read_text(encoding="utf-8")
