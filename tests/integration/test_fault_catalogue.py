@@ -26,6 +26,7 @@ from reference_server.aio_client import AsyncClient
 from reference_server.app import ReferenceServer
 from reference_server.clock import VirtualClock
 from reference_server.faults import LEAK_PER_RESUME_BYTES, PLANTED_FAULTS, fault_plan
+from reference_server.launcher import ServerProcess
 from reference_server.protocol import (
     Attached,
     ClientEvent,
@@ -40,7 +41,7 @@ from reference_server.protocol import (
 )
 from reference_server.protocol.messages import ReplyChunk, SecurityNotice, UserMessage
 
-from .conftest import config, token
+from .conftest import SECRET, config, token
 
 Probe = Callable[["Env"], Awaitable[Any]]
 
@@ -424,24 +425,35 @@ async def resume_seconds(env: Env) -> float:
 
 
 async def resident_growth(env: Env) -> float:
-    """Growth of the server's resident memory (this process's) over ten resumes, in MiB."""
+    """Growth of the server's resident memory over ten resumes, in MiB. The server runs as a
+    child process, so that only its own memory is measured (in this test process, whatever
+    other tests left behind moves the figure by more than the leak)."""
+    args = ["--store", "memory", "--chunk-delay", "0"]
+    if env.fault is not None:
+        args += ["--plant-fault", env.fault]
+    process = ServerProcess(
+        args, env={"REFERENCE_SERVER_AUTH_SECRET": SECRET}, log_path=env.tmp / "server.log"
+    )
+    url = await process.start()
+    metrics = url.replace("ws://", "http://").rsplit("/", 1)[0] + "/metrics"
 
-    async def rss(server: ReferenceServer) -> float:
-        url = server.url.replace("ws://", "http://").rsplit("/", 1)[0] + "/metrics"
+    async def rss() -> float:
         async with httpx.AsyncClient(timeout=5) as http:
-            text = (await http.get(url)).text
+            text = (await http.get(metrics)).text
         line = next(x for x in text.splitlines() if x.startswith("process_resident_memory_bytes"))
         return float(line.rsplit(" ", 1)[1])
 
-    async with env.server() as server:
-        c = client(server)
+    try:
+        c = AsyncClient(url, token("alice"), on_gap="report")
         await c.connect()
-        before = await rss(server)
+        before = await rss()
         for _ in range(10):
             await c.drop()
             await c.resume()
         await c.drop()
-        return (await rss(server) - before) / 2**20
+        return (await rss() - before) / 2**20
+    finally:
+        await process.stop()
 
 
 N = 4  # a reply to "what is 2 + 3": one tool call and three chunks
