@@ -22,7 +22,6 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from reference_server.__main__ import SECRET_ENV
 from reference_server.aio_client import AsyncClient
 from reference_server.app import ReferenceServer
 from reference_server.clock import VirtualClock
@@ -426,25 +425,26 @@ async def resume_seconds(env: Env) -> float:
 
 
 async def resident_growth(env: Env) -> float:
-    """Growth of the server's resident memory over ten resumes, in MiB. The server runs in
-    a child process of its own: in this one, pages freed by earlier tests would absorb a leak."""
+    """Growth of the server's resident memory over ten resumes, in MiB. The server runs as a
+    child process, so that only its own memory is measured (in this test process, whatever
+    other tests left behind moves the figure by more than the leak)."""
     args = ["--store", "memory", "--chunk-delay", "0"]
     if env.fault is not None:
         args += ["--plant-fault", env.fault]
-    async with ServerProcess(
-        args, env={SECRET_ENV: SECRET}, log_path=env.tmp / "server.log"
-    ) as server:
+    process = ServerProcess(
+        args, env={"REFERENCE_SERVER_AUTH_SECRET": SECRET}, log_path=env.tmp / "server.log"
+    )
+    url = await process.start()
+    metrics = url.replace("ws://", "http://").rsplit("/", 1)[0] + "/metrics"
 
-        async def rss() -> float:
-            url = server.url.replace("ws://", "http://").rsplit("/", 1)[0] + "/metrics"
-            async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
-                text = (await http.get(url)).text
-            line = next(
-                x for x in text.splitlines() if x.startswith("process_resident_memory_bytes")
-            )
-            return float(line.rsplit(" ", 1)[1])
+    async def rss() -> float:
+        async with httpx.AsyncClient(timeout=5) as http:
+            text = (await http.get(metrics)).text
+        line = next(x for x in text.splitlines() if x.startswith("process_resident_memory_bytes"))
+        return float(line.rsplit(" ", 1)[1])
 
-        c = AsyncClient(server.url, token(), on_gap="report")
+    try:
+        c = AsyncClient(url, token("alice"), on_gap="report")
         await c.connect()
         before = await rss()
         for _ in range(10):
@@ -452,6 +452,8 @@ async def resident_growth(env: Env) -> float:
             await c.resume()
         await c.drop()
         return (await rss() - before) / 2**20
+    finally:
+        await process.stop()
 
 
 N = 4  # a reply to "what is 2 + 3": one tool call and three chunks
