@@ -153,6 +153,13 @@ class InspectStore(_Body, tag="inspect_store", frozen=True, kw_only=True):
     session: str
 
 
+class AwaitHerd(_Body, tag="await_herd", frozen=True, kw_only=True):
+    """Wait at a ``once`` step for the rest of the ``parallel`` group; it completes ``ok``
+    once the steps of ``once`` ran and held (``gate`` is the prefix of their paths)."""
+
+    gate: str
+
+
 class StepStart(_Body, tag="step", frozen=True, kw_only=True):
     """A scenario step begins; ``path`` finds its definition in the scenario."""
 
@@ -310,6 +317,7 @@ Body: TypeAlias = (
     | RealWait
     | Restart
     | InspectStore
+    | AwaitHerd
     | StepStart
     | Outcome
     | Sent
