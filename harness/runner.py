@@ -119,8 +119,9 @@ class Spread(Protocol):
 
     async def __call__(
         self, run: ScenarioRun, step: m.Parallel, path: str, names: list[str]
-    ) -> dict[str, bool] | None:
-        """Whether each client passed; None when the group stays in this process."""
+    ) -> tuple[dict[str, bool], str] | None:
+        """Whether each client passed, and how the group was spread; None when it stays in
+        this process."""
         ...
 
 
@@ -164,7 +165,7 @@ class ScenarioRun:
         self.steps: list[StepResult] = []
         self.clients: dict[str, ClientState] = {}
         self.virtual_seconds = 0.0
-        self._chat_counter = 0
+        self.chat_counter = 0
         self._timers: asyncio.TaskGroup | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._herds: dict[str, tuple[HerdLike, str]] = {}
@@ -339,13 +340,15 @@ class ScenarioRun:
 
     async def _parallel(self, step: m.Parallel, path: str) -> tuple[str, bool]:
         names = [f"{step.user_prefix}{i}" for i in range(1, step.clients + 1)]
-        passed = None if self.spread is None else await self.spread(self, step, path, names)
-        if passed is None:
-            passed = await self.run_group(step, path, names)
+        spread = None if self.spread is None else await self.spread(self, step, path, names)
+        if spread is None:
+            spread = await self.run_group(step, path, names), ""
+        passed, how = spread
+        where = f" ({how})" if how else ""
         failed = [n for n in names if not passed.get(n)]
         if failed:
-            return f"{len(failed)} of {len(names)} clients failed, first {failed[0]}", False
-        return f"{len(names)} clients, all passed", True
+            return f"{len(failed)} of {len(names)} clients failed, first {failed[0]}{where}", False
+        return f"{len(names)} clients, all passed{where}", True
 
     async def run_group(
         self, step: m.Parallel, path: str, names: Sequence[str], herd: HerdLike | None = None
@@ -495,8 +498,8 @@ class ScenarioRun:
             return Sent(message_id=message_id, connected=driver.connected)
 
         for _ in range(step.messages):
-            self._chat_counter += 1
-            n = self._chat_counter
+            self.chat_counter += 1
+            n = self.chat_counter
             text = step.text or f"message {n}: what is {n} + {n * 2}"
             message_id = await self._call(
                 name, SendMessage(text=text), driver.send_message(text), sent

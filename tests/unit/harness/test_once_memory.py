@@ -18,9 +18,10 @@ from harness.recheck import rejudge_steps
 from harness.results import ScenarioResult
 from harness.scenario import Problem, ScenarioError, load_text
 from harness.scenario import model as m
-from reference_server.protocol.messages import ReplyChunk
+from harness.scenario.durations import Duration
 from harness.targets.memory import Tamper
 from reference_server.protocol import codec
+from reference_server.protocol.messages import ReplyChunk
 from tests.unit.harness.test_runner_memory import Ran, run, tampered
 
 pytestmark = [pytest.mark.timeout(5)]
@@ -47,7 +48,11 @@ HERD = """
 
 
 def downs(ran: Ran) -> list[FaultAction]:
-    return [op.body for op in ran.ops(FaultAction) if op.body.action == "down"]  # type: ignore[union-attr]
+    return [
+        op.body
+        for op in ran.ops(FaultAction)
+        if isinstance(op.body, FaultAction) and op.body.action == "down"
+    ]
 
 
 def rechecked(ran: Ran, scenario: m.Scenario) -> dict[str, str]:
@@ -218,7 +223,7 @@ async def test_gate_gives_up_after_within_and_tells_late_clients() -> None:
         ran.append(key)
         return None
 
-    once = m.Once(within=m.Duration(0.05), steps=(m.Heal(),))
+    once = m.Once(within=Duration(0.05), steps=(m.Heal(),))
     async with asyncio.TaskGroup() as group:
         herd = Herd(["a", "b", "c"], group, steps)
         first = await herd.arrive("k", once, "a")
