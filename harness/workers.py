@@ -194,6 +194,8 @@ class Closed(msgspec.Struct, tag="closed", kw_only=True):
 class Crashed(msgspec.Struct, tag="crashed", kw_only=True):
     error: str
     traceback: str
+    ops: list[Op] = []
+    """What it had recorded: merged all the same, so the report shows how it came to this."""
 
 
 ToWorker = Job | Release | Close
@@ -275,6 +277,7 @@ class Spread:
         finally:
             if not ended:  # failed or cancelled: stop them now, with their clients
                 await asyncio.gather(*(w.stop() for w in workers))
+                merge(run.history, [w.crashed.ops for w in workers if w.crashed is not None])
         self.live.extend(workers)
         passed: dict[str, bool] = {}
         parts: list[list[Op]] = []
@@ -328,6 +331,7 @@ class _Worker:
     index: int
     process: asyncio.subprocess.Process
     finished: Finished | None = None
+    crashed: Crashed | None = None
 
     @classmethod
     async def start(cls, index: int, job: Job) -> _Worker:
@@ -369,10 +373,9 @@ class _Worker:
                     herd.leave(client)
                 case Finished():
                     self.finished = message
-                case Crashed(error=error, traceback=where):
-                    raise HarnessInfrastructureError(
-                        f"worker process {self.index} failed: {error}\n{where}"
-                    )
+                case Crashed(error=error):
+                    self.crashed = message  # its traceback went to stderr
+                    raise HarnessInfrastructureError(f"worker process {self.index}: {error}")
 
     async def close(self) -> list[Op]:
         """Ask the worker to close its clients; what it recorded since ``Finished``."""
@@ -545,21 +548,27 @@ async def _work(out: Any) -> None:
         return
     job = _to_worker.decode(first)
     assert isinstance(job, Job)
+    history = _worker_history(job)
     try:
-        await _run_job(job, reader, write)
+        await _run_job(job, history, reader, write)
     except Exception as exc:  # reported to the parent, which ends the scenario
-        write(Crashed(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()))
+        error: BaseException = exc
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        where = traceback.format_exc()
+        print(where, file=sys.stderr)
+        history.close_unfinished(f"the worker failed: {type(error).__name__}: {error}")
+        write(Crashed(error=f"{type(error).__name__}: {error}", traceback=where, ops=history.ops))
 
 
 async def _run_job(
-    job: Job, reader: asyncio.StreamReader, write: Callable[[FromWorker], None]
+    job: Job, history: History, reader: asyncio.StreamReader, write: Callable[[FromWorker], None]
 ) -> None:
     from harness.driver import registry
 
     scenario = msgspec.json.decode(job.scenario, type=m.Scenario, dec_hook=_dec_hook)
     step = resolve_step(scenario, job.group)
     assert isinstance(step, m.Parallel), job.group
-    history = _worker_history(job)
     faults = _WorkerFaults(job)
     run = ScenarioRun(
         scenario,
