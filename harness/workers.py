@@ -42,6 +42,7 @@ import math
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -179,6 +180,8 @@ class Finished(msgspec.Struct, tag="finished", kw_only=True):
     ops: list[Op]
     steps: list[StepResult]
     passed: dict[str, bool]
+    cpu_s: float = 0.0
+    """CPU seconds the worker used so far (user and system), to say what the group cost."""
 
 
 class Close(msgspec.Struct, tag="close", kw_only=True):
@@ -259,7 +262,6 @@ class Spread:
         count, why = self.split(step, run.clock)
         if count <= 1:
             return None
-        self.notes.append(f"step {path}: {why}")
         size = math.ceil(len(names) / count)
         shares = [names[i : i + size] for i in range(0, len(names), size)]
         workers: list[_Worker] = []
@@ -287,6 +289,8 @@ class Spread:
             run.steps.extend(worker.finished.steps)
             parts.append(worker.finished.ops)
         merge(run.history, parts)
+        cpu = ", ".join(f"{w.finished.cpu_s:.1f}" for w in workers if w.finished is not None)
+        self.notes.append(f"step {path}: {why} (CPU s of each: {cpu})")
         return passed, why
 
     async def aclose(self, history: History) -> None:
@@ -602,7 +606,8 @@ async def _run_job(
             passed = await run.run_group(step, job.group, job.names, herd)
             history.close_unfinished("the scenario ended before it completed")
             sent = len(history.ops)
-            write(Finished(ops=history.ops, steps=run.steps, passed=passed))
+            cpu = time.process_time()
+            write(Finished(ops=history.ops, steps=run.steps, passed=passed, cpu_s=cpu))
             # The clients stay connected, as in the parent, until the scenario is over.
             await closing.wait()
     finally:
