@@ -153,6 +153,45 @@ def test_a_gate_no_one_fills_in_time_fails_every_client_in_every_worker(
     assert check(tmp_path, capsys).rstrip().endswith(", 0 differ")
 
 
+CROWDED = """\
+name: some clients cannot connect
+clock: real
+timeout: 60s
+server_args: ["--max-sessions", "15"]
+steps:
+  - parallel:
+      clients: 20
+      steps:
+        - connect:
+        - chat: 1
+        - once:
+            within: 45s
+            steps:
+              - drop: {how: proxy_down, duration: 2s}
+        - resume: full
+        - expect:
+            delivery: {no_loss: true, no_duplicates: true, order: true}
+"""
+
+
+def test_clients_that_fail_before_once_in_a_worker_are_not_waited_for(tmp_path: Path) -> None:
+    """A server that holds 15 sessions: 5 of the 20 clients (spread over two workers) fail to
+    connect and end; the gate opens for the 15 as soon as those have left (well before its
+    45 s), its drop runs one time, the 15 pass, and the group fails naming the 5."""
+    code, scenario, _ = run(tmp_path, CROWDED, "--workers", "2", "--spread-from", "10")
+    assert exit_codes.SCENARIO_FAILED == code
+    counts: dict[tuple[str, str], int] = {}
+    for step in scenario.steps:
+        counts[(step.kind, step.status)] = counts.get((step.kind, step.status), 0) + 1
+    assert 5 == counts[("connect", "failed")]
+    assert 15 == counts[("once", "passed")] == counts[("expect", "passed")]
+    assert ["create", "down", "up", "delete"] == fault_actions(scenario.history)
+    waits = [op for op in scenario.history if isinstance(op.body, AwaitHerd)]
+    ids = {op.id for op in waits}
+    ends = [op.time for op in scenario.history if op.id in ids and op.phase == "ok"]
+    assert max(ends) - min(op.time for op in waits) < 30.0  # the outage's 2 s, not `within`
+
+
 @pytest.mark.timeout(180)
 def test_the_herd_of_1000_passes_with_every_clients_delivery_checked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
