@@ -191,7 +191,8 @@ class Close(msgspec.Struct, tag="close", kw_only=True):
 
 class Closed(msgspec.Struct, tag="closed", kw_only=True):
     ops: list[Op]
-    """What the worker recorded after ``Finished`` (observations of its open clients)."""
+    """What the worker recorded after ``Finished`` (observations of its open clients), or all
+    it recorded when it was closed before its group ended (the scenario timed out)."""
 
 
 class Crashed(msgspec.Struct, tag="crashed", kw_only=True):
@@ -277,9 +278,10 @@ class Spread:
         except* HarnessInfrastructureError as errors:
             raise errors.exceptions[0] from None
         finally:
-            if not ended:  # failed or cancelled: stop them now, with their clients
-                await asyncio.gather(*(w.stop() for w in workers))
-                merge(run.history, [w.crashed.ops for w in workers if w.crashed is not None])
+            if not ended:  # failed or cancelled: stop them now, with what they recorded
+                recorded = list(await asyncio.gather(*(w.close() for w in workers)))
+                recorded += [w.crashed.ops for w in workers if w.crashed is not None]
+                merge(run.history, [part for part in recorded if part])
         self.live.extend(workers)
         passed: dict[str, bool] = {}
         parts: list[list[Op]] = []
@@ -600,16 +602,23 @@ async def _run_job(
                 return
         raise HarnessInfrastructureError("the parent process went away")
 
+    sent = 0
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(listen())
-            passed = await run.run_group(step, job.group, job.names, herd)
-            history.close_unfinished("the scenario ended before it completed")
-            sent = len(history.ops)
-            cpu = time.process_time()
-            write(Finished(ops=history.ops, steps=run.steps, passed=passed, cpu_s=cpu))
-            # The clients stay connected, as in the parent, until the scenario is over.
-            await closing.wait()
+            running = group.create_task(run.run_group(step, job.group, job.names, herd))
+            asked = group.create_task(closing.wait())
+            await asyncio.wait([running, asked], return_when=asyncio.FIRST_COMPLETED)
+            if running.done():
+                passed = running.result()
+                history.close_unfinished("the scenario ended before it completed")
+                sent = len(history.ops)
+                cpu = time.process_time()
+                write(Finished(ops=history.ops, steps=run.steps, passed=passed, cpu_s=cpu))
+                # The clients stay connected, as in the parent, until the scenario is over.
+                await asked
+            else:  # the parent stops the group (a timeout, Ctrl-C): say what happened so far
+                running.cancel()
     finally:
         for name in job.names:
             with contextlib.suppress(Exception):

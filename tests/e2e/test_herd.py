@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from harness import cli, exit_codes, results
-from harness.history import AwaitHerd, FaultAction, Op, StepStart
+from harness.history import AwaitHerd, Connect, FaultAction, Op, StepStart
 from harness.results import ScenarioResult
+from harness.workers import IDS_PER_WORKER
 from tests.conftest import scaled
 from tests.e2e.test_interrupt import (
     HARNESS,
@@ -212,6 +213,19 @@ def test_the_herd_of_1000_passes_with_every_clients_delivery_checked(
     capsys.readouterr()
     assert exit_codes.OK == cli.main(["check", str(reports / "latest" / "results.json")])
     assert capsys.readouterr().out.rstrip().endswith(", 0 differ")
+
+
+def test_a_spread_herd_that_times_out_keeps_what_its_workers_recorded(tmp_path: Path) -> None:
+    """A spread group still waiting when the scenario's timeout passes: the scenario errors
+    as timed out, and its history still holds every client's connect and chat from the
+    workers (each worker is closed and says what it recorded before it is stopped)."""
+    text = WAITING_HERD.replace("timeout: 5m", "timeout: 6s")
+    code, scenario, _ = run(tmp_path, text, *SPREAD_ALL)
+    assert exit_codes.OK != code
+    assert "timed out after 6 s" == scenario.error
+    connects = [op for op in scenario.history if isinstance(op.body, Connect)]
+    assert 8 == len(connects)
+    assert {1, 2} == {op.id // IDS_PER_WORKER for op in connects}
 
 
 # --- stopping ------------------------------------------------------------------------------
