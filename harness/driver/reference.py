@@ -214,6 +214,11 @@ class ReferenceDriver:
             protocol.state = ClientState.DISCONNECTED
         if protocol.session is None:
             raise DriverError("resume: the client holds no session to resume")
+        if protocol.state is ClientState.CLOSED:  # a final rejection or close ended it (§4.5)
+            raise DriverError(
+                "resume: the client holds no session to resume: the server ended it with a "
+                "final answer"
+            )
         await self._honour_retry_after(timeout)
         if token == "previous":
             return await self._replay_previous_token(timeout)
