@@ -540,3 +540,74 @@ def plan_scenarios(args: argparse.Namespace) -> int:
             "check metrics are planned as if it served none"
         )
     return exit_codes.OK
+
+
+# --- stability -----------------------------------------------------------------------------
+
+
+def add_stability_arguments(parser: argparse.ArgumentParser) -> None:
+    add_selection_arguments(parser)
+    add_target_arguments(parser)
+    parser.add_argument(
+        "--runs", type=_positive, default=20, help="how many runs in a row (default 20)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="scenarios run at once (default 1)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="run i seeds the clients' backoff jitter with SEED+i-1 (default: each run random)",
+    )
+    parser.add_argument("--output", type=Path, help="write the markdown table here as well")
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        help="write each run's reports to REPORT_DIR/run-N/ (default: none are written)",
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def stability(args: argparse.Namespace) -> int:
+    """Run the suite N times; print each scenario's verdict counts; exit 1 unless every
+    scenario passed in every run."""
+    from harness.stability import Stability, render, repeat_suite
+
+    options = _options(args, jobs=args.jobs)
+    if isinstance(options, str):
+        return _usage(options)
+    loaded = _load(args.paths, tags=args.tag, names=args.name)
+    if loaded is None:
+        return exit_codes.USAGE_ERROR
+    if not loaded:
+        return _usage("no scenario files found")
+    suite = " ".join(args.paths)
+
+    def progress(run: int, record: RunResult) -> None:
+        totals = record.totals
+        print(
+            f"run {run}/{args.runs}: {totals['passed']} passed, {totals['failed']} failed, "
+            f"{totals['error']} errors, {totals['skipped']} skipped in {record.seconds:.1f} s",
+            file=sys.stderr,
+        )
+        if args.report_dir is not None:
+            write_all(record, args.report_dir, f"run-{run}")
+
+    async def go() -> Stability:
+        async with Engine(options) as engine:
+            return await repeat_suite(
+                engine, loaded, args.runs, suite=suite, seed=args.seed, progress=progress
+            )
+
+    found = asyncio.run(go())
+    text = render(found, suite=suite)
+    sys.stdout.write(text)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    if found.infrastructure_failed:
+        return exit_codes.INFRASTRUCTURE_ERROR
+    return exit_codes.OK if found.green else exit_codes.SCENARIO_FAILED
