@@ -788,7 +788,7 @@ def describe(name: str) -> str:
         plan = _PLANS[name]
     except KeyError:
         raise ValueError(f"unknown planted fault {name!r}; known: {PLANTED_FAULTS}") from None
-    return " ".join((plan.__doc__ or "").split("\n\n", 1)[0].split())
+    return " ".join((plan.__doc__ or "").split("\n\n", 1)[0].split()).replace("``", "`")
 
 
 def fault_plan(name: str | None) -> FaultPlan:

@@ -390,7 +390,10 @@ def build_matrix(record: MatrixResult) -> MatrixPage:
         verdict_text = f"✅ ALL {len(record.faults)} FAULTS CAUGHT"
         explained = "Every planted fault made at least one scenario fail."
     environment = list(record.environment.items())
-    environment += [("jobs", str(record.jobs)), ("driver", record.driver), ("tool", record.tool)]
+    for key, value in (("jobs", str(record.jobs)), ("driver", record.driver)):
+        if key not in record.environment:
+            environment.append((key, value))
+    environment.append(("tool", record.tool))
     return MatrixPage(
         record=record,
         verdict=verdict,
