@@ -133,9 +133,11 @@ class MatrixResult(msgspec.Struct, kw_only=True):
     """Every (fault, scenario) pair once, faults in catalogue order, then scenarios in order."""
 
     def cell(self, fault: str, scenario: str) -> Cell:
-        return self._index()[(fault, scenario)]
+        """One cell (a lookup over all of them: writers take ``grid()`` once)."""
+        return self.grid()[(fault, scenario)]
 
-    def _index(self) -> dict[tuple[str, str], Cell]:
+    def grid(self) -> dict[tuple[str, str], Cell]:
+        """Every cell by (fault, scenario)."""
         return {(c.fault, c.scenario): c for c in self.cells}
 
     def summary(self) -> MatrixSummary:
@@ -327,7 +329,7 @@ def inconsistency(record: MatrixResult) -> str:
             f"{len(pairs)} cells for {len(faults)} faults x {len(scenarios)} scenarios "
             "(each pair must have exactly one)"
         )
-    index = record._index()
+    index = record.grid()
     for fault in record.faults:
         caught = [s for s in scenarios if index[(fault.name, s)].verdict == "caught"]
         if caught != fault.killed_by:

@@ -340,12 +340,13 @@ def build_matrix(record: MatrixResult) -> MatrixPage:
     label_of = {scenario.name: label for label, scenario, _ in columns}
     by_name = {f.name: f for f in record.faults}
     rows = []
+    grid = record.grid()
     for name in matrix_markdown.ordered(record):
         fault = by_name[name]
         anchor = f"fault-{_anchor(name)}"
         cells = []
         for scenario in record.scenarios:
-            cell = record.cell(name, scenario.name)
+            cell = grid[(name, scenario.name)]
             column = label_of[scenario.name]
             what = CELL_WORD[cell.verdict]
             if cell.verdict == "caught" and cell.failure is not None:

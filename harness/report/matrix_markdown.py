@@ -74,8 +74,9 @@ def render(record: MatrixResult) -> str:
         "| fault | " + " | ".join(columns) + " | caught by |",
         "|---|" + "---|" * len(columns) + "---:|",
     ]
+    grid = record.grid()
     for fault in ordered(record):
-        cells = [SYMBOL[record.cell(fault, s.name).verdict] for s in record.scenarios]
+        cells = [SYMBOL[grid[(fault, s.name)].verdict] for s in record.scenarios]
         caught = len(next(f for f in record.faults if f.name == fault).killed_by)
         lines.append(f"| `{fault}` | " + " | ".join(cells) + f" | {caught} |")
     lines += ["", "| column | scenario | file | faults caught |", "|---|---|---|---:|"]
@@ -99,8 +100,9 @@ def _evidence(record: MatrixResult, columns: list[str]) -> list[str]:
     """For each fault, how each scenario that caught it (or errored) failed."""
     column = {s.name: c for c, s in zip(columns, record.scenarios, strict=True)}
     lines = ["", "## What caught each fault", ""]
+    grid = record.grid()
     for fault in ordered(record):
-        cells = [record.cell(fault, s.name) for s in record.scenarios]
+        cells = [grid[(fault, s.name)] for s in record.scenarios]
         shown = [c for c in cells if c.verdict in ("caught", "error")]
         if not shown:
             lines.append(f"- `{fault}`: nothing (every scenario passed with it planted)")
