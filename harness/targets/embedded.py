@@ -24,6 +24,8 @@ from reference_server.store import sqlite
 
 PLANTED_FAULTS: Final = faults.PLANTED_FAULTS
 """The rules the reference server can be started with broken (``--plant-fault``)."""
+describe_fault: Final = faults.describe
+"""What one of them breaks, in words."""
 
 _CONNECTIONS_METRIC: Final = "ws_connections"
 
