@@ -139,6 +139,13 @@ def _scenario_commands() -> tuple[Command, ...]:
             commands.add_matrix_arguments,
         ),
         Command(
+            "stability",
+            "run a suite N times in a row (default 20); print each scenario's verdicts and "
+            "the flaky ones with the runs that differed",
+            commands.stability,
+            commands.add_stability_arguments,
+        ),
+        Command(
             "check",
             "judge the histories in results.json again and report any verdict that differs",
             commands.check,

@@ -381,7 +381,12 @@ def schema(args: argparse.Namespace) -> int:
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="RESULTS", help="results.json file(s)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="RESULTS",
+        help="results.json file(s), or one fault matrix record (matrix.json: md, html or json)",
+    )
     parser.add_argument("--format", choices=["md", "junit", "json", "html"], default="md")
     parser.add_argument(
         "--merge", action="store_true", help="combine the results of shards into one"
@@ -396,7 +401,11 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 def report(args: argparse.Namespace) -> int:
     """Rebuild report.md, junit.xml or report.html from results.json; merge shards; compare
-    two runs."""
+    two runs; rebuild matrix.md or matrix.html from matrix.json."""
+    from harness import matrix_results
+
+    if any(matrix_results.is_matrix(Path(p)) for p in args.inputs):
+        return _report_matrix(args)
     try:
         records = [results.read(Path(p)) for p in args.inputs]
     except ValueError as error:
@@ -416,6 +425,34 @@ def report(args: argparse.Namespace) -> int:
         return exit_codes.USAGE_ERROR
     else:
         text = _render(results.merge(records) if args.merge else records[0], args.format)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return exit_codes.OK
+
+
+def _report_matrix(args: argparse.Namespace) -> int:
+    """``harness report matrix.json``: its markdown, its page or the record itself."""
+    from harness import matrix_results
+    from harness.report import matrix_markdown
+
+    if len(args.inputs) != 1 or args.merge or args.compare or args.format == "junit":
+        return _usage(
+            "a fault matrix record is reported alone, with --format md, html or json "
+            "(no --merge, --compare or junit)"
+        )
+    try:
+        record = matrix_results.read(Path(args.inputs[0]))
+    except ValueError as error:
+        print(f"harness: {error}", file=sys.stderr)
+        return exit_codes.USAGE_ERROR
+    if args.format == "md":
+        text = matrix_markdown.render(record)
+    elif args.format == "html":
+        text = html.render_matrix(record)
+    else:
+        text = matrix_results.encode(record).decode()
     if args.output:
         args.output.write_text(text, encoding="utf-8")
     else:
@@ -473,6 +510,13 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
         help="plant only this fault (repeatable; default: the whole catalogue)",
     )
     parser.add_argument("--jobs", type=int, default=2, help="scenarios run at once (default 2)")
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path("reports"),
+        help="write matrix.json, matrix.md, matrix.html and the clean run's reports to "
+        "DIR/<timestamp>-matrix/ and DIR/latest-matrix/ (default: reports)",
+    )
     parser.add_argument("--output", type=Path, help="write the markdown matrix here as well")
     parser.add_argument(
         "--evidence",
@@ -483,8 +527,11 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def matrix(args: argparse.Namespace) -> int:
-    """Run the suite against every planted fault; print the matrix; exit 1 if one survived."""
-    from harness.matrix import Matrix, evidence, fault_matrix, render
+    """Run the suite against every planted fault; write its record and pages; print the
+    matrix; exit 1 if one survived."""
+    from harness import matrix_results
+    from harness.matrix import Matrix, evidence, fault_matrix
+    from harness.report import matrix_markdown, write_matrix
 
     loaded = _load(args.paths)
     if loaded is None:
@@ -502,13 +549,26 @@ def matrix(args: argparse.Namespace) -> int:
     def progress(name: str, status: str) -> None:
         print(f"{name}: {status}", file=sys.stderr)
 
+    suite = " ".join(args.paths)
+
     async def go() -> Matrix:
         async with Engine(RunOptions(jobs=args.jobs)) as engine:
-            return await fault_matrix(engine, loaded, faults, progress)
+            return await fault_matrix(engine, loaded, faults, progress, suite=suite)
 
     found = asyncio.run(go())
-    text = render(found, suite=" ".join(args.paths))
+    record = matrix_results.from_matrix(
+        found,
+        suite=suite,
+        jobs=args.jobs,
+        describe=lambda fault: registry.describe_fault("reference", fault),
+        files={scenario.name: str(path) for path, scenario in loaded},
+        clean_run="results.json" if found.clean is not None else None,
+    )
+    stamp = record.started.replace("-", "").replace(":", "")
+    folder = write_matrix(record, found.clean, args.report_dir, stamp)
+    text = matrix_markdown.render(record)
     sys.stdout.write(text)
+    print(f"matrix: {folder / 'matrix.html'}", file=sys.stderr)
     if args.output:
         args.output.write_text(text, encoding="utf-8")
     if args.evidence:
@@ -561,3 +621,74 @@ def plan_scenarios(args: argparse.Namespace) -> int:
             "check metrics are planned as if it served none"
         )
     return exit_codes.OK
+
+
+# --- stability -----------------------------------------------------------------------------
+
+
+def add_stability_arguments(parser: argparse.ArgumentParser) -> None:
+    add_selection_arguments(parser)
+    add_target_arguments(parser)
+    parser.add_argument(
+        "--runs", type=_positive, default=20, help="how many runs in a row (default 20)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="scenarios run at once (default 1)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="run i seeds the clients' backoff jitter with SEED+i-1 (default: each run random)",
+    )
+    parser.add_argument("--output", type=Path, help="write the markdown table here as well")
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        help="write each run's reports to REPORT_DIR/run-N/ (default: none are written)",
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def stability(args: argparse.Namespace) -> int:
+    """Run the suite N times; print each scenario's verdict counts; exit 1 unless every
+    scenario passed in every run."""
+    from harness.stability import Stability, render, repeat_suite
+
+    options = _options(args, jobs=args.jobs)
+    if isinstance(options, str):
+        return _usage(options)
+    loaded = _load(args.paths, tags=args.tag, names=args.name)
+    if loaded is None:
+        return exit_codes.USAGE_ERROR
+    if not loaded:
+        return _usage("no scenario files found")
+    suite = " ".join(args.paths)
+
+    def progress(run: int, record: RunResult) -> None:
+        totals = record.totals
+        print(
+            f"run {run}/{args.runs}: {totals['passed']} passed, {totals['failed']} failed, "
+            f"{totals['error']} errors, {totals['skipped']} skipped in {record.seconds:.1f} s",
+            file=sys.stderr,
+        )
+        if args.report_dir is not None:
+            write_all(record, args.report_dir, f"run-{run}")
+
+    async def go() -> Stability:
+        async with Engine(options) as engine:
+            return await repeat_suite(
+                engine, loaded, args.runs, suite=suite, seed=args.seed, progress=progress
+            )
+
+    found = asyncio.run(go())
+    text = render(found, suite=suite)
+    sys.stdout.write(text)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    if found.infrastructure_failed:
+        return exit_codes.INFRASTRUCTURE_ERROR
+    return exit_codes.OK if found.green else exit_codes.SCENARIO_FAILED

@@ -7,6 +7,9 @@ is left out), then once per fault with that fault planted, and prints which scen
 which fault. A fault is *killed* when at least one scenario failed with it planted (a
 scenario that errored is shown, but not counted as a kill: an error is not evidence). The kill
 rate is the share of faults killed; the faults no scenario catches are the suite's blind spots.
+
+``harness.matrix_results`` makes the record of a matrix (``matrix.json``); the writers of
+``harness.report`` make ``matrix.md`` and ``matrix.html`` from that record.
 """
 
 from __future__ import annotations
@@ -19,14 +22,10 @@ from pathlib import Path
 import msgspec
 
 from harness.engine import Engine
-from harness.results import ScenarioResult
+from harness.results import RunResult, ScenarioResult
 from harness.scenario import model as m
 
 Progress = Callable[[str, str], None]
-
-KILLED = "✗"
-SURVIVED = "·"
-ERRORED = "E"
 
 
 @dataclass
@@ -40,6 +39,9 @@ class Matrix:
     left_out: dict[str, str] = field(default_factory=dict)
     """Scenarios not in the matrix, with why (did not pass clean, plants its own fault)."""
     seconds: float = 0.0
+    clean: RunResult | None = None
+    """The clean run: every scenario that plants no fault of its own, against the honest
+    server."""
 
     def killed_by(self, fault: str) -> list[str]:
         return [s for s in self.scenarios if self.cells[(fault, s)].status == "failed"]
@@ -59,6 +61,8 @@ async def fault_matrix(
     scenarios: Sequence[tuple[Path, m.Scenario]],
     faults: Sequence[str],
     progress: Progress | None = None,
+    *,
+    suite: str = "",
 ) -> Matrix:
     """Run the suite clean, then with each fault planted; ``engine`` runs ``jobs`` at a time."""
     started = time.perf_counter()
@@ -71,14 +75,14 @@ async def fault_matrix(
         else:
             candidates.append((path, scenario))
     report("clean run", f"{len(candidates)} scenarios")
-    clean = await engine.run(candidates)
+    clean = await engine.run(candidates, suite=suite)
     kept: list[tuple[Path, m.Scenario]] = []
     for (path, scenario), result in zip(candidates, clean.scenarios, strict=True):
         if result.status == "passed":
             kept.append((path, scenario))
         else:
             left_out[scenario.name] = f"{result.status} without a planted fault"
-    matrix = Matrix(list(faults), [s.name for _, s in kept], left_out=left_out)
+    matrix = Matrix(list(faults), [s.name for _, s in kept], left_out=left_out, clean=clean)
     runs: list[tuple[Path, m.Scenario]] = []
     keys: list[tuple[str, str]] = []
     for fault in faults:
@@ -112,41 +116,3 @@ def evidence(matrix: Matrix) -> dict[str, dict[str, dict[str, str]]]:
             }
         out[fault] = caught
     return out
-
-
-def render(matrix: Matrix, *, suite: str) -> str:
-    """The matrix as markdown: one row per fault, one column per scenario, and the summary."""
-    columns = [f"s{i}" for i in range(1, len(matrix.scenarios) + 1)]
-    killed = len(matrix.faults) - len(matrix.survivors)
-    lines = [
-        f"# Fault matrix of `{suite}`",
-        "",
-        f"**Kill rate:** {killed} of {len(matrix.faults)} faults "
-        f"({matrix.kill_rate:.0%}) caught by at least one scenario; "
-        f"{len(matrix.scenarios)} scenarios, {matrix.seconds:.0f} s.",
-        "",
-        f"`{KILLED}` the scenario failed with the fault planted (caught), `{SURVIVED}` it passed "
-        f"(missed), `{ERRORED}` it errored (not counted as caught).",
-        "",
-        "| fault | " + " | ".join(columns) + " | caught by |",
-        "|---|" + "---|" * len(columns) + "---:|",
-    ]
-    for fault in matrix.faults:
-        cells = []
-        for scenario in matrix.scenarios:
-            status = matrix.cells[(fault, scenario)].status
-            cells.append(
-                KILLED if status == "failed" else ERRORED if status == "error" else SURVIVED
-            )
-        lines.append(f"| `{fault}` | " + " | ".join(cells) + f" | {len(matrix.killed_by(fault))} |")
-    lines += ["", "| column | scenario |", "|---|---|"]
-    lines += [f"| {c} | {name} |" for c, name in zip(columns, matrix.scenarios, strict=True)]
-    if matrix.survivors:
-        lines += [
-            "",
-            "**Not caught by any scenario:** " + ", ".join(f"`{f}`" for f in matrix.survivors),
-        ]
-    if matrix.left_out:
-        lines += ["", "**Left out of the matrix:**", ""]
-        lines += [f"- {name}: {why}" for name, why in matrix.left_out.items()]
-    return "\n".join(lines) + "\n"

@@ -73,6 +73,22 @@ class ScenarioResult(msgspec.Struct, kw_only=True):
         return sum(len(s.verdicts) for s in self.steps)
 
 
+class MatrixSummary(msgspec.Struct, kw_only=True):
+    """Set on the clean run of a fault matrix (``harness matrix``), which is written beside the
+    matrix's own record: what the matrix found, and the files that hold it."""
+
+    record: str = "matrix.json"
+    page: str = "matrix.html"
+    faults: int
+    killed: int
+    scenarios: int
+    survivors: list[str] = []
+
+    @property
+    def kill_rate(self) -> float:
+        return self.killed / self.faults if self.faults else 0.0
+
+
 class RunResult(msgspec.Struct, kw_only=True):
     """A whole run."""
 
@@ -86,6 +102,8 @@ class RunResult(msgspec.Struct, kw_only=True):
     allow_skipped: bool = False
     environment: dict[str, str] = {}
     scenarios: list[ScenarioResult] = []
+    matrix: MatrixSummary | None = None
+    """Set when this run is the clean run of a fault matrix written beside it."""
 
     @property
     def totals(self) -> dict[str, int]:
@@ -153,6 +171,12 @@ def encode(record: RunResult) -> bytes:
     return msgspec.json.format(_encoder.encode(record), indent=1) + b"\n"
 
 
+def plain(value: Any) -> Any:
+    """``value`` as results.json writes it: JSON's own types (durations in seconds,
+    thresholds as written)."""
+    return msgspec.json.decode(_encoder.encode(value))
+
+
 def write(record: RunResult, path: Path) -> None:
     path.write_bytes(encode(record))
 
@@ -164,9 +188,15 @@ def read(path: Path) -> RunResult:
     except OSError as exc:
         raise ValueError(f"{path}: {exc.strerror}") from None
     try:
-        version = msgspec.json.decode(raw, type=_Version).schema_version
+        head = msgspec.json.decode(raw, type=_Version)
     except msgspec.DecodeError as exc:
         raise ValueError(f"{path}: not a harness results file: {exc}") from None
+    version = head.schema_version
+    if head.kind == "fault_matrix":
+        raise ValueError(
+            f"{path}: a fault matrix record (matrix.json), not a run's results: "
+            "`harness report` renders it, `harness check` needs a run's results.json"
+        )
     if version != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema_version {version}, this harness reads {SCHEMA_VERSION}")
     try:
@@ -177,6 +207,7 @@ def read(path: Path) -> RunResult:
 
 class _Version(msgspec.Struct):
     schema_version: int = 0
+    kind: str = ""
 
 
 def merge(records: list[RunResult]) -> RunResult:

@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     a("--store", default="sqlite:reference_server.db", help="memory, or sqlite:PATH (default)")
     a("--virtual-clock", action="store_true", help="enable the admin channel that advances time")
     a(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --virtual-clock: start that far ahead of the wall clock (a restarted process "
+        "going on from the virtual time its predecessor had reached)",
+    )
+    a(
         "--trusted-proxy",
         action="append",
         default=[],
@@ -107,6 +115,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         path=args.path,
         store=args.store,
         virtual_clock=args.virtual_clock,
+        clock_offset_s=args.clock_offset,
         auth_secret=os.environ.get(SECRET_ENV, DEV_SECRET),
         admin_token=os.environ.get(ADMIN_ENV),
         trusted_proxies=tuple(args.trusted_proxy),
@@ -157,7 +166,10 @@ async def _serve(config: ServerConfig) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m reference_server`` and ``reference-server``."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (args.clock_offset and not args.virtual_clock) or args.clock_offset < 0:
+        parser.error("--clock-offset needs --virtual-clock and a number of seconds >= 0")
     if args.command == "mint-token":
         print(auth.mint(args.user, os.environ.get(SECRET_ENV, DEV_SECRET), ttl_s=args.ttl))
         return 0

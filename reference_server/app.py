@@ -56,7 +56,7 @@ class ReferenceServer:
         self.faults = faults or fault_plan((config or ServerConfig()).planted_fault)
         self.config = self.faults.configure(config or ServerConfig())
         self.clock: Clock = clock or (
-            VirtualClock() if self.config.virtual_clock else SystemClock()
+            VirtualClock(self.config.clock_offset_s) if self.config.virtual_clock else SystemClock()
         )
         self.store = store or open_store(self.config.store)
         self.metrics = Metrics()

@@ -22,6 +22,8 @@ class ServerConfig:
     path: str = "/ws"
     store: str = "memory"
     virtual_clock: bool = False
+    clock_offset_s: float = 0.0
+    """With ``virtual_clock``: where the clock starts, ahead of the wall clock."""
     auth_secret: str = "dev-secret-change-me-0123456789abcdef"
     admin_token: str | None = None
     trusted_proxies: tuple[str, ...] = ()

@@ -782,6 +782,15 @@ _PLANS: dict[str, type[FaultPlan]] = {
 }
 
 
+def describe(name: str) -> str:
+    """What planted fault ``name`` breaks, in one paragraph: its plan's docstring."""
+    try:
+        plan = _PLANS[name]
+    except KeyError:
+        raise ValueError(f"unknown planted fault {name!r}; known: {PLANTED_FAULTS}") from None
+    return " ".join((plan.__doc__ or "").split("\n\n", 1)[0].split()).replace("``", "`")
+
+
 def fault_plan(name: str | None) -> FaultPlan:
     """The plan for a planted fault's name; ``None`` is the protocol as specified."""
     if name is None:

@@ -41,7 +41,7 @@ from harness.driver.base import (
 from harness.history import Closed, Delivered, Notice, Outcome, Terms, Turn, Violation
 from harness.scenario.model import Scenario
 from harness.targets.base import Target
-from harness.targets.embedded import PLANTED_FAULTS, EmbeddedTarget
+from harness.targets.embedded import PLANTED_FAULTS, EmbeddedTarget, describe_fault
 from reference_server import admin
 from reference_server.aio_client import AsyncClient, ConnectionLostError, HandshakeRefusedError
 from reference_server.protocol import (
@@ -214,6 +214,11 @@ class ReferenceDriver:
             protocol.state = ClientState.DISCONNECTED
         if protocol.session is None:
             raise DriverError("resume: the client holds no session to resume")
+        if protocol.state is ClientState.CLOSED:  # a final rejection or close ended it (§4.5)
+            raise DriverError(
+                "resume: the client holds no session to resume: the server ended it with a "
+                "final answer"
+            )
         await self._honour_retry_after(timeout)
         if token == "previous":
             return await self._replay_previous_token(timeout)
@@ -455,6 +460,11 @@ class EmbeddedReference:
 
     planted_faults = PLANTED_FAULTS
     """Its catalogue of faults to plant (``harness matrix``)."""
+
+    @staticmethod
+    def describe_fault(name: str) -> str:
+        """What a planted fault breaks, in words (the matrix's record and pages show it)."""
+        return describe_fault(name)
 
     def capabilities(self, *, virtual_clock: bool) -> frozenset[str]:
         return EmbeddedTarget.capabilities_for(virtual_clock=virtual_clock)

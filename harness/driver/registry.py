@@ -58,3 +58,10 @@ def planted_faults(name: str) -> tuple[str, ...]:
     """The faults driver ``name``'s embedded target can plant (none when it has no catalogue)."""
     embedded = getattr(load(name), "embedded", None)
     return tuple(getattr(embedded, "planted_faults", ()))
+
+
+def describe_fault(name: str, fault: str) -> str:
+    """What planted fault ``fault`` of driver ``name``'s embedded target breaks, in words; empty
+    when the target does not say."""
+    describe = getattr(getattr(load(name), "embedded", None), "describe_fault", None)
+    return str(describe(fault)) if callable(describe) else ""

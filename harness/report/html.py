@@ -8,7 +8,8 @@ Chart.js, whose file is inlined with the page's own script and style, so the pag
 nothing from anywhere (its Content-Security-Policy forbids it). Without JavaScript every figure
 is still there, as the tables under each chart.
 
-``render_comparison`` makes the page of ``harness report --compare`` (``harness.report.compare``).
+``render_comparison`` makes the page of ``harness report --compare`` (``harness.report.compare``);
+``render_matrix`` the page of a fault matrix (``matrix.html``, from ``matrix.json`` alone).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import jinja2
 from markupsafe import Markup
 
 from harness.checkers import Verdict, percentile
+from harness.estimate import format_seconds
 from harness.history import MetricsValue, SnapshotTaken
-from harness.report import compare, markdown, timeline
+from harness.matrix_results import Cell, FaultRow, MatrixResult, ScenarioColumn
+from harness.report import compare, markdown, matrix_markdown, timeline
 from harness.report.compare import Comparison, checked_metrics
 from harness.report.figures import durations_by_operation
 from harness.results import VERDICT_TEXT, RunResult, ScenarioResult, StepResult
@@ -232,6 +235,57 @@ class Page:
     charts: list[Chart] = field(default_factory=list)
 
 
+@dataclass
+class MatrixCellView:
+    cell: Cell
+    symbol: str
+    word: str
+    label: str
+    """The cell's accessible name: fault, scenario, verdict and the failed check."""
+    anchor: str
+    """The id of its evidence on the page (caught and errored cells have one)."""
+    column: str
+    evidence: list[tuple[str, str]]
+
+
+@dataclass
+class MatrixRowView:
+    fault: FaultRow
+    anchor: str
+    survived: bool
+    cells: list[MatrixCellView]
+
+    @property
+    def shown(self) -> list[MatrixCellView]:
+        """The cells with evidence to show: caught and errored."""
+        return [c for c in self.cells if c.cell.verdict in ("caught", "error")]
+
+    @property
+    def missed(self) -> list[MatrixCellView]:
+        return [c for c in self.cells if c.cell.verdict in ("missed", "skipped")]
+
+
+@dataclass
+class MatrixPage:
+    """Everything the matrix template shows."""
+
+    record: MatrixResult
+    verdict: str
+    verdict_text: str
+    verdict_explained: str
+    headline: str
+    provenance: str
+    wall: str
+    rows: list[MatrixRowView]
+    columns: list[tuple[str, ScenarioColumn, int]]
+    """(column label, scenario, how many faults it caught)."""
+    survivors: list[MatrixRowView]
+    environment: list[tuple[str, str]]
+
+
+CELL_WORD = {"caught": "caught", "missed": "missed", "error": "ERROR", "skipped": "skipped"}
+
+
 # --- rendering ------------------------------------------------------------------------------------
 
 
@@ -261,6 +315,98 @@ def render_comparison(comparison: Comparison) -> str:
             faster=f"{compare.FASTER:g}",
             **_assets([chart] if chart else [], comparison.new.tool),
         )
+    )
+
+
+def render_matrix(record: MatrixResult) -> str:
+    """The page of a fault matrix (``matrix.html``), from its record alone."""
+    page = build_matrix(record)
+    assets = _assets([], record.tool)
+    # No chart on this page: Chart.js is left out (a third of a run's page).
+    assets["library"] = Markup("")
+    return _environment().get_template("matrix.html.j2").render(page=page, **assets)
+
+
+def _anchor(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", text)
+
+
+def build_matrix(record: MatrixResult) -> MatrixPage:
+    """The matrix page's content, from the record alone."""
+    columns = [
+        (str(n), scenario, sum(scenario.name in f.killed_by for f in record.faults))
+        for n, scenario in enumerate(record.scenarios, 1)
+    ]
+    label_of = {scenario.name: label for label, scenario, _ in columns}
+    by_name = {f.name: f for f in record.faults}
+    rows = []
+    grid = record.grid()
+    for name in matrix_markdown.ordered(record):
+        fault = by_name[name]
+        anchor = f"fault-{_anchor(name)}"
+        cells = []
+        for scenario in record.scenarios:
+            cell = grid[(name, scenario.name)]
+            column = label_of[scenario.name]
+            what = CELL_WORD[cell.verdict]
+            if cell.verdict == "caught" and cell.failure is not None:
+                check = cell.failure.check or "an action"
+                what += f" by the {check} check at step {cell.failure.path}"
+            elif cell.verdict == "error":
+                what += ", not counted as caught"
+            cells.append(
+                MatrixCellView(
+                    cell=cell,
+                    symbol=matrix_markdown.SYMBOL[cell.verdict],
+                    word=CELL_WORD[cell.verdict],
+                    label=f"{name} in scenario {column}, {scenario.name}: {what}",
+                    anchor=f"{anchor}-s{column}",
+                    column=column,
+                    evidence=[
+                        (k, _evidence_text(v))
+                        for k, v in (cell.failure.evidence if cell.failure else {}).items()
+                    ],
+                )
+            )
+        rows.append(MatrixRowView(fault, anchor, not fault.killed_by, cells))
+    survivors = [r for r in rows if r.survived]
+    if not record.faults or not record.scenarios:
+        verdict = "nothing_verified"
+        verdict_text = "⏭️ NOTHING MEASURED"
+        explained = (
+            "No fault was planted."
+            if not record.faults
+            else "No scenario passed the clean run, so no fault could be caught: this matrix "
+            "says nothing about the suite."
+        )
+    elif survivors:
+        verdict = "failed"
+        verdict_text = f"❌ {len(survivors)} OF {len(record.faults)} FAULTS SURVIVED"
+        explained = (
+            "No scenario failed with these faults planted: they are the suite's blind spots, "
+            "listed first."
+        )
+    else:
+        verdict = "passed"
+        verdict_text = f"✅ ALL {len(record.faults)} FAULTS CAUGHT"
+        explained = "Every planted fault made at least one scenario fail."
+    environment = list(record.environment.items())
+    for key, value in (("jobs", str(record.jobs)), ("driver", record.driver)):
+        if key not in record.environment:
+            environment.append((key, value))
+    environment.append(("tool", record.tool))
+    return MatrixPage(
+        record=record,
+        verdict=verdict,
+        verdict_text=verdict_text,
+        verdict_explained=explained,
+        headline=matrix_markdown.headline(record),
+        provenance=matrix_markdown.provenance(record),
+        wall=format_seconds(record.seconds),
+        rows=rows,
+        columns=columns,
+        survivors=survivors,
+        environment=environment,
     )
 
 

@@ -24,6 +24,8 @@ from reference_server.store import sqlite
 
 PLANTED_FAULTS: Final = faults.PLANTED_FAULTS
 """The rules the reference server can be started with broken (``--plant-fault``)."""
+describe_fault: Final = faults.describe
+"""What one of them breaks, in words."""
 
 _CONNECTIONS_METRIC: Final = "ws_connections"
 
@@ -88,14 +90,19 @@ class EmbeddedTarget:
         self._advanced += seconds
 
     async def restart(self) -> None:
+        if self._advanced:
+            # The new process starts its virtual clock where the old one was: it restores the
+            # sessions it finds at that time (an attached one as detached now), so neither
+            # time running backwards nor the waits before the restart count as a gap.
+            self.process.args = [
+                *_without_clock_offset(self.process.args),
+                "--clock-offset",
+                repr(self._advanced),
+            ]
         try:
             await self.process.restart(hard=True)
         except ServerStartError as exc:
             raise TargetError(str(exc)) from None
-        if self._advanced:
-            # A new process starts its virtual clock at the wall clock: put it back where the
-            # old one was, or stored sessions would see time run backwards across the restart.
-            await admin.advance_clock(self.url, self._admin, self._advanced)
 
     async def metrics(self) -> str | None:
         return await fetch_metrics(self.url)
@@ -120,3 +127,17 @@ class EmbeddedTarget:
     async def stop(self) -> None:
         await self.process.stop()
         shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+def _without_clock_offset(args: list[str]) -> list[str]:
+    """``args`` without a ``--clock-offset SECONDS`` pair an earlier restart put there."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--clock-offset":
+            skip = True
+        else:
+            kept.append(arg)
+    return kept

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import pytest
 
+from harness.cli import main
 from harness.engine import Engine, RunOptions
 from harness.report import write_all
 from harness.results import RunResult
@@ -120,6 +121,52 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
         write_all(record, folder, "run")
         out[name] = Run(folder / "latest", record)
     return out
+
+
+MATRIX_FILES = (
+    "scenarios/seed/01_basic_history.yaml",
+    "scenarios/strength/01_replay_backlog.yaml",
+    "scenarios/chaos/token_reuse_attack.yaml",
+)
+MATRIX_FAULTS = (
+    "swap_replay",
+    "reusable_token",
+    "next_before_off_by_one",
+    "rows_left_after_expiry",
+)
+"""Three faults these scenarios are written to catch, and one none of them can see (the rows an
+expiry leaves in the store): the survivor."""
+
+
+@dataclass
+class MatrixRun:
+    """What ``harness matrix`` wrote (``latest-matrix/``), and its exit code."""
+
+    folder: Path
+    code: int
+
+    @property
+    def html(self) -> Path:
+        return self.folder / "matrix.html"
+
+
+@pytest.fixture(scope="session")
+def matrix_run(tmp_path_factory: pytest.TempPathFactory) -> MatrixRun:
+    """A real, small ``harness matrix``: three scenarios, four faults, through the command
+    line (embedded reference server, Toxiproxy), run from the repository's root."""
+    reports = tmp_path_factory.mktemp("matrix")
+    args = ["matrix", *MATRIX_FILES, "--jobs", "2", "--report-dir", str(reports)]
+    for fault in MATRIX_FAULTS:
+        args += ["--fault", fault]
+    cwd = Path.cwd()
+    os.chdir(ROOT)  # the record names the files as they were given, relative to the root
+    try:
+        # In a thread of its own: Playwright's sync API keeps an event loop in this one.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            code = pool.submit(main, args).result()
+    finally:
+        os.chdir(cwd)
+    return MatrixRun(reports / "latest-matrix", code)
 
 
 @pytest.fixture(scope="module")

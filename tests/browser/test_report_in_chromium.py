@@ -10,12 +10,16 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness import exit_codes
 from harness.cli import main
 from tests.browser.conftest import Opened, Run, screenshot
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 # The browser first: without it every test here is skipped before the runs are made.
 pytestmark = [
@@ -116,10 +120,14 @@ def test_everything_on_the_page_is_reachable_by_keyboard(
             .map((e, i) => { e.dataset.kb = i; return String(i); })"""
     )
     reached = set()
+    hidden_focus = []
     for _ in range(len(expected) + 3):
         page.keyboard.press("Tab")
         reached.add(page.evaluate("document.activeElement.dataset.kb || ''"))
+        if not _focus_ring(page):
+            hidden_focus.append(page.evaluate("document.activeElement.outerHTML.slice(0, 80)"))
     assert set(expected) <= reached | {"0"}  # 0, the skip link, was reached before the loop
+    assert [] == hidden_focus  # focus is always visible
     summary = page.locator("section.scenario.status-passed details > summary").first
     summary.focus()
     page.keyboard.press("Enter")
@@ -145,6 +153,36 @@ def test_the_time_axis_switches_between_the_targets_clock_and_wall_time(
     assert "(wall time)" in page.evaluate(
         "window.reportCharts['s4-timeline-1'].options.scales.x.title.text"
     )
+
+
+def _focus_ring(page: Page) -> bool:
+    """Whether the focused element draws a focus outline (the page's :focus-visible style);
+    true when Tab went past the last element and the page itself has focus."""
+    return bool(
+        page.evaluate(
+            """() => { const e = document.activeElement;
+                if (e === document.body) return true;  // past the last element: nothing focused
+                const s = getComputedStyle(e);
+                return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2; }"""
+        )
+    )
+
+
+def test_the_passing_report_works_at_a_phones_width(
+    runs: dict[str, Run], open_page: OpenPage
+) -> None:
+    """The passing run's page (ten cycles' timelines, metrics, distributions) at 375 px: no
+    sideways scroll, every chart drawn inside the screen, nothing wrong in the browser."""
+    opened = open_page(runs["passing"].html, width=PHONE, height=800)
+    page = opened.page
+    assert [] == opened.problems
+    assert PHONE >= page.evaluate("document.documentElement.scrollWidth")
+    boxes = page.evaluate(
+        """[...document.querySelectorAll('canvas[data-chart]')].map(c => {
+            const r = c.getBoundingClientRect(); return [c.dataset.rendered, r.left, r.right]; })"""
+    )
+    assert boxes
+    assert all(drawn == "true" and 0 <= left and right <= PHONE for drawn, left, right in boxes)
 
 
 def test_the_report_works_at_a_phones_width(runs: dict[str, Run], open_page: OpenPage) -> None:
@@ -198,3 +236,41 @@ def test_the_comparison_page_of_the_two_runs(
     assert page.locator("canvas[data-chart=compare-latency][data-rendered=true]").is_visible()
     assert 3 == page.locator("#new-failures .failure").count()
     screenshot(page, "compare", docs=True, clip={"x": 0, "y": 0, "width": 1100, "height": 900})
+
+
+def test_the_comparison_page_by_keyboard_in_grey_and_at_a_phones_width(
+    runs: dict[str, Run], open_page: OpenPage, tmp_path: Path
+) -> None:
+    """The comparison page meets the run report's rules too: Tab reaches every link, summary
+    and scrolling table with a visible focus ring; in grey its verdict changes carry words; at
+    375 px it does not scroll sideways."""
+    from harness.report import compare, html
+    from harness.results import read
+
+    base, new = (read(runs[n].folder / "results.json") for n in ("passing", "failing"))
+    page_file = tmp_path / "compare.html"
+    found = compare.compare(base, new, base_name="main", new_name="pr")
+    page_file.write_text(html.render_comparison(found), encoding="utf-8")
+    opened = open_page(page_file)
+    page = opened.page
+    page.keyboard.press("Tab")
+    assert "skip" == page.evaluate("document.activeElement.className")
+    expected = page.evaluate(
+        """() => [...document.querySelectorAll('a[href], summary, [tabindex="0"]')]
+            .filter(e => e.checkVisibility())
+            .map((e, i) => { e.dataset.kb = i; return String(i); })"""
+    )
+    reached = set()
+    for _ in range(len(expected) + 3):
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("document.activeElement.dataset.kb || ''"))
+        assert _focus_ring(page), page.evaluate("document.activeElement.outerHTML.slice(0, 80)")
+    assert set(expected) <= reached | {"0"}
+    page.add_style_tag(content="html { filter: grayscale(1); }")
+    badges = page.locator("#changes .badge").all_inner_texts()
+    assert badges
+    assert all(any(w in b for w in ("PASSED", "FAILED", "ERROR", "SKIPPED")) for b in badges)
+    assert [] == opened.problems
+    phone = open_page(page_file, width=PHONE, height=800).page
+    assert PHONE >= phone.evaluate("document.documentElement.scrollWidth")
+    screenshot(phone, "compare-phone")

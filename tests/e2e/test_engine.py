@@ -21,7 +21,7 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from harness import cli, exit_codes, results
+from harness import cli, exit_codes, matrix_results, results
 from harness.commands import exit_code
 from harness.engine import Engine, RunOptions
 from harness.history import Delivered
@@ -215,8 +215,14 @@ def test_the_fault_matrix_names_which_scenario_caught_which_fault(
         encoding="utf-8",
     )
     args = ["matrix", str(path), "--fault", "duplicate_replay", "--fault", "never_expire"]
-    assert exit_codes.SCENARIO_FAILED == cli.main(args)
+    reports = tmp_path / "reports"
+    assert exit_codes.SCENARIO_FAILED == cli.main([*args, "--report-dir", str(reports)])
     out = capsys.readouterr().out
     assert "**Kill rate:** 1 of 2 faults (50%)" in out
     assert "| `duplicate_replay` | ✗ | 1 |" in out
     assert "| `never_expire` | · | 0 |" in out
+    # The record it wrote says the same, and the matrix.md beside it is what it printed.
+    record = matrix_results.read(reports / "latest-matrix" / "matrix.json")
+    assert (["never_expire"], 0.5) == (record.survivors, record.kill_rate)
+    assert "caught" == record.cell("duplicate_replay", "replay after a blackhole").verdict
+    assert out == (reports / "latest-matrix" / "matrix.md").read_text(encoding="utf-8")

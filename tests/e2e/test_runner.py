@@ -161,6 +161,21 @@ SCENARIOS: dict[str, str] = {
           - drop: server_restart
           - resume: {expect: rejected, reason: session_expired}
     """,
+    # Attached across the restart after the clock had moved: the gap is the restart's alone.
+    "server-restart-while-attached-after-a-wait": """
+        steps:
+          - connect:
+          - chat: 1
+          - drop: close
+          - wait: 2m
+          - resume: {expect: degraded, warnings: [replay_window_passed]}
+          - chat: 1
+          - drop: server_restart
+          - resume: full
+          - expect:
+              history: {count: 4}
+              delivery: {}
+    """,
     "latency": """
         steps:
           - connect:
@@ -495,6 +510,14 @@ def test_server_restart_keeps_the_virtual_time(results: dict[str, ScenarioResult
     degraded and a 10 min one still expires."""
     result = passed(results["server-restart-after-gaps"])
     assert 720.0 == result.virtual_seconds
+
+
+def test_a_restart_while_attached_after_a_wait_resumes_in_full(
+    results: dict[str, ScenarioResult],
+) -> None:
+    """The restarted process restores an attached session as detached at the moment it starts,
+    on the clock the old process had reached: the waits before the restart are not gap."""
+    passed(results["server-restart-while-attached-after-a-wait"])
 
 
 # --- faults ----------------------------------------------------------------------------------

@@ -33,11 +33,13 @@ def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_there_are_recipes() -> None:
-    """The main workflow, the comparison, shards, herds, staging and the Toxiproxy container."""
+    """The main workflow, the comparison, the fault matrix, shards, herds, staging and the
+    Toxiproxy container."""
     assert {
         "compare.yml",
         "continuity.yml",
         "herds.yml",
+        "matrix.yml",
         "shards.yml",
         "staging.yml",
         "toxiproxy-container.yml",
@@ -106,3 +108,19 @@ def test_the_comparison_workflow_comments_summarises_and_keeps_the_page() -> Non
         str(s["with"]["path"]) for s in steps(workflow) if "upload-artifact" in str(s.get("uses"))
     ]
     assert any("compare.html" in p for p in uploads)
+
+
+def test_the_matrix_workflow_summarises_and_keeps_the_matrix_page() -> None:
+    """matrix.yml runs `harness matrix` into reports/, puts matrix.md in the summary even when
+    a fault survived, and keeps latest-matrix/ (matrix.html and the clean run's reports)."""
+    workflow = yaml.safe_load((ROOT / "docs" / "ci" / "matrix.yml").read_text(encoding="utf-8"))
+    runs = [str(s.get("run", "")) for s in steps(workflow)]
+    assert any("harness matrix" in r and "--report-dir reports" in r for r in runs)
+    summary = next(s for s in steps(workflow) if "GITHUB_STEP_SUMMARY" in str(s.get("run", "")))
+    assert "always()" == summary.get("if")
+    assert 'cat reports/latest-matrix/matrix.md >> "$GITHUB_STEP_SUMMARY"' in summary["run"]
+    uploads = [
+        s for s in steps(workflow) if str(s.get("uses", "")).startswith("actions/upload-artifact@")
+    ]
+    assert ["reports/latest-matrix/"] == [u["with"]["path"] for u in uploads]
+    assert all("always()" == u.get("if") for u in uploads)

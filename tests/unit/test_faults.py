@@ -8,7 +8,7 @@ import pytest
 
 from reference_server.__main__ import _parser
 from reference_server.config import ServerConfig
-from reference_server.faults import PLANTED_FAULTS, FaultPlan, PlantedFault, fault_plan
+from reference_server.faults import PLANTED_FAULTS, FaultPlan, PlantedFault, describe, fault_plan
 from reference_server.protocol import ServerSession, codec
 from reference_server.protocol.messages import Hello, ReplyChunk, Resume, Welcome
 
@@ -24,6 +24,22 @@ def test_an_unknown_fault_is_refused_with_the_known_names() -> None:
     """A name that is not planted is a ValueError listing the ones that are."""
     with pytest.raises(ValueError, match="skip_replay"):
         fault_plan("wrong_seq")
+
+
+def test_every_planted_fault_says_what_it_breaks() -> None:
+    """Each fault has a one-paragraph description (the matrix's pages show it); an unknown
+    name is refused."""
+    for name in PLANTED_FAULTS:
+        text = describe(name)
+        assert text.endswith((".", ")")), name
+        assert "\n" not in text
+        assert "``" not in text
+    assert (
+        describe("skip_replay")
+        == "The first replayed message is never sent: the client sees a gap."
+    )
+    with pytest.raises(ValueError, match="unknown planted fault 'nope'"):
+        describe("nope")
 
 
 def test_the_command_line_offers_exactly_the_planted_faults() -> None:

@@ -1,7 +1,8 @@
 /* Draws the charts of report.html from the JSON in #chart-data, with the inlined Chart.js.
    Each chart's data and styles come from harness/report/html.py; this adds what JSON cannot
    carry: tooltips, tick formats, the hatched bands of time without a connection, the hatched
-   bars of a comparison, and the page's two controls (time axis, only what did not pass). */
+   bars of a comparison, and the page's two controls (time axis, only what did not pass). A page
+   with no chart (matrix.html) has no Chart.js: only window.reportCharts is set, empty. */
 (function () {
   "use strict";
   var specs = JSON.parse(document.getElementById("chart-data").textContent);
@@ -19,6 +20,12 @@
     g.lineTo(8, 0);
     g.stroke();
     return g.createPattern(c, "repeat");
+  }
+
+  // A page without charts (matrix.html) ships no Chart.js.
+  if (typeof Chart === "undefined") {
+    window.reportCharts = charts;
+    return;
   }
 
   // Periods without a connection, behind the points: a hatched band from the drop (or close)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from harness import matrix_results
 from harness.checkers import Verdict
-from harness.matrix import Matrix, evidence, render
+from harness.matrix import Matrix, evidence
+from harness.report import matrix_markdown
 from harness.results import ScenarioResult, StepResult
 
 
@@ -36,13 +38,15 @@ def test_a_fault_is_killed_only_by_a_failed_scenario() -> None:
 
 
 def test_the_markdown_matrix_marks_each_cell_and_names_the_survivors() -> None:
-    """Rows are faults, columns scenarios; survivors and left-out scenarios are listed."""
-    text = render(matrix(), suite="suite")
+    """Rows are faults, columns scenarios; survivors and left-out scenarios are listed (from the
+    matrix's record: tests/unit/harness/test_matrix_record.py has the rest)."""
+    record = matrix_results.from_matrix(matrix(), suite="suite", jobs=1, commit=("", False))
+    text = matrix_markdown.render(record)
     assert "**Kill rate:** 2 of 3 faults (67%) caught by at least one scenario" in text
     assert "| `a` | ✗ | · | 1 |" in text
     assert "| `b` | E | · | 0 |" in text
     assert "| `c` | ✗ | ✗ | 2 |" in text
-    assert "**Not caught by any scenario:** `b`" in text
+    assert "## Not caught by any scenario\n\n- `b`\n" in text
     assert "- three: failed without a fault" in text
 
 
