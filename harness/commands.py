@@ -27,6 +27,7 @@ from harness.results import RunResult
 from harness.scenario import Scenario, ScenarioError, json_schema, load_files, parse_duration
 from harness.targets.base import TargetError
 from harness.targets.external import Credentials, parse_credential
+from harness.workers import DEFAULT_THRESHOLD
 
 _STYLE = {
     "passed": "green",
@@ -142,6 +143,20 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_arguments(parser)
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--jobs", type=int, default=1, help="scenarios run at once (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes a large `parallel` group is spread over, one event loop each "
+        "(default: the cores this process may use; 1: every group in one process)",
+    )
+    parser.add_argument(
+        "--spread-from",
+        type=int,
+        default=DEFAULT_THRESHOLD,
+        metavar="N",
+        help=f"spread only groups of at least N clients (default {DEFAULT_THRESHOLD})",
+    )
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     parser.add_argument(
         "--seed",
@@ -208,6 +223,8 @@ def _options(args: argparse.Namespace, *, jobs: int = 1) -> RunOptions | str:
         allow_load=args.allow_load,
         max_wall=args.max_wall,
         credentials=credentials or None,
+        workers=getattr(args, "workers", None),
+        spread_threshold=getattr(args, "spread_from", DEFAULT_THRESHOLD),
     )
 
 
@@ -215,6 +232,10 @@ def run_scenarios(args: argparse.Namespace) -> int:
     """Run scenarios; write results.json, report.md and junit.xml; exit 0, 1, 2, 3 or 4."""
     if args.shard and not _valid_shard(args.shard):
         return _usage(f"--shard must be I/N with 1 <= I <= N, got {args.shard!r}")
+    if args.workers is not None and args.workers < 1:
+        return _usage(f"--workers must be 1 or more, got {args.workers}")
+    if args.spread_from < 1:
+        return _usage(f"--spread-from must be 1 or more, got {args.spread_from}")
     options = _options(args, jobs=args.jobs)
     if isinstance(options, str):
         return _usage(options)

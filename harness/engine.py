@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import os
 import platform
+import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from harness.runner import ScenarioRun, Waits, timeout_factor
 from harness.scenario import model as m
 from harness.targets.base import Target, upstream
 from harness.targets.external import ExternalTarget, probe_metrics
+from harness.workers import DEFAULT_THRESHOLD, Spread, default_workers
 
 Progress = Callable[[str, str], None]
 
@@ -52,6 +54,30 @@ PREFLIGHT_S: Final = 3.0
 
 LOAD_LIMIT: Final = 10
 """Connections at once a scenario may open against an external target without consent."""
+
+FDS_PER_CONNECTION: Final = 2
+"""File descriptors one client connection costs the process that holds the most of them:
+Toxiproxy, which holds both ends (the client's and the target's)."""
+
+FDS_RESERVE: Final = 256
+"""File descriptors of a process besides its connections (files, pipes, the API's sockets)."""
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit, so that a herd of
+    connections fits (Toxiproxy and the reference server, started after this, inherit it);
+    return the (soft, hard) limits now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft, hard
+
+
+def fds_needed(connections: int) -> int:
+    """File descriptors the busiest process needs for ``connections`` client connections."""
+    return connections * FDS_PER_CONNECTION + FDS_RESERVE
 
 
 @dataclass
@@ -82,6 +108,11 @@ class RunOptions:
     """Per simulated user, where an external target's credential comes from (``--credential
     USER=env:NAME`` or ``USER=cmd:COMMAND``; ``*`` for every other user)."""
     watchdog_interval: float = 0.5
+    workers: int | None = None
+    """Worker processes a large `parallel` group may be spread over (``--workers``); None:
+    one per core this process may run on. 1: every group in this process."""
+    spread_threshold: int = DEFAULT_THRESHOLD
+    """Groups of fewer clients stay in one process."""
 
 
 class Engine:
@@ -99,6 +130,9 @@ class Engine:
         self.probe = True
         """Whether planning may ask an external target for /metrics (``harness plan``: no)."""
         self.environment: dict[str, str] = {}
+        self.workers = options.workers if options.workers is not None else default_workers()
+        self.fd_limit = raise_fd_limit()
+        self._spread_notes: list[str] = []
 
     async def __aenter__(self) -> Self:
         await self._toxiproxy.start()
@@ -121,6 +155,17 @@ class Engine:
                 )
             if self.options.max_wall is not None:
                 self.environment["real-time budget"] = format_seconds(self.options.max_wall)
+            self.environment["workers"] = (
+                f"up to {self.workers} processes for a `parallel` group of "
+                f"{self.options.spread_threshold} clients or more"
+                if self.workers > 1
+                else "none: every group in one process"
+            )
+            self.environment["file descriptors"] = (
+                f"{self.fd_limit[0]} (soft limit raised to the hard limit)"
+                if self.fd_limit[0] == self.fd_limit[1]
+                else f"{self.fd_limit[0]} (the hard limit, {self.fd_limit[1]}, could not be set)"
+            )
         except BaseException:
             await self._toxiproxy.stop()
             raise
@@ -196,6 +241,8 @@ class Engine:
                         scenarios_group.create_task(one(i, p, s))
             finally:
                 watchdog.cancel()
+        if self._spread_notes:
+            self.environment["spread"] = "; ".join(self._spread_notes)
         return RunResult(
             started=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
             seconds=round(time.perf_counter() - clock_start, 6),
@@ -239,6 +286,16 @@ class Engine:
     async def plans(self, scenarios: Sequence[tuple[Path, m.Scenario]]) -> list[Plan]:
         """Every scenario's plan, in run order, with the real-time budget kept across them."""
         decided = [await self.plan_for(s) for _, s in scenarios]
+        soft, hard = self.fd_limit
+        for i, one in enumerate(decided):
+            need = fds_needed(one.estimate.connections)
+            if one.runnable and soft != resource.RLIM_INFINITY and need > soft:
+                decided[i] = one.refuse(
+                    f"it opens {one.estimate.connections} connections at once, which need about "
+                    f"{need} file descriptors in Toxiproxy ({FDS_PER_CONNECTION} per "
+                    f"connection), and the limit here is {soft} (hard limit {hard}): raise "
+                    "the hard limit (`ulimit -Hn`, or LimitNOFILE= for a service)"
+                )
         budget, spent = self.options.max_wall, 0.0
         for i, one in enumerate(decided):
             waits = one.estimate.real_seconds
@@ -336,6 +393,7 @@ class Engine:
             result.error, result.infrastructure = f"infrastructure: {exc}", True
             return result
         faults = FaultLayer(self.api, history, scenario.name)
+        spread: Spread | None = None
         result.clock = decided.clock
         try:
             await target.start()
@@ -346,6 +404,12 @@ class Engine:
                 if progress is not None:
                     progress(scenario.name, f"running step {step_path} ({kind})")
 
+            spread = Spread(
+                workers=self.workers,
+                driver=self.options.driver,
+                toxiproxy_url=self._toxiproxy.url,
+                threshold=self.options.spread_threshold,
+            )
             run = ScenarioRun(
                 scenario,
                 target=target,
@@ -356,8 +420,12 @@ class Engine:
                 seed=self.options.seed,
                 waits=self.waits,
                 on_step=on_step,
+                spread=spread,
             )
-            outcome = await self._race(run, float(scenario.timeout))
+            try:
+                outcome = await self._race(run, float(scenario.timeout))
+            finally:
+                self._spread_notes.extend(f"{scenario.name}, {note}" for note in spread.notes)
             result.steps = run.steps
             result.virtual_seconds = run.virtual_seconds
             if outcome == "lost":
@@ -382,6 +450,8 @@ class Engine:
                 True,
             )
         finally:
+            if spread is not None:
+                await spread.aclose(history)
             history.close_unfinished("the scenario ended before it completed")
             result.history = history.ops
             result.seconds = round(time.perf_counter() - started, 6)

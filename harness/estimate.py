@@ -39,8 +39,8 @@ def real_waits(steps: Sequence[m.Step], clock: str | None) -> float:
     for step in steps:
         if isinstance(step, m.Repeat):
             total += step.times * real_waits(step.steps, clock)
-        elif isinstance(step, m.Parallel):
-            total += real_waits(step.steps, clock)  # the clients run at once
+        elif isinstance(step, m.Parallel | m.Once):
+            total += real_waits(step.steps, clock)  # the clients run at once; once: one time
         elif isinstance(step, m.Chat) and step.expect == "timeout":
             total += float(step.timeout)  # the first unanswered message ends the step
         elif clock == "real" and isinstance(step, m.Wait | m.Drop) and step.duration:

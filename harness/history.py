@@ -153,6 +153,13 @@ class InspectStore(_Body, tag="inspect_store", frozen=True, kw_only=True):
     session: str
 
 
+class AwaitHerd(_Body, tag="await_herd", frozen=True, kw_only=True):
+    """Wait at a ``once`` step for the rest of the ``parallel`` group; it completes ``ok``
+    once the steps of ``once`` ran and held (``gate`` is the prefix of their paths)."""
+
+    gate: str
+
+
 class StepStart(_Body, tag="step", frozen=True, kw_only=True):
     """A scenario step begins; ``path`` finds its definition in the scenario."""
 
@@ -310,6 +317,7 @@ Body: TypeAlias = (
     | RealWait
     | Restart
     | InspectStore
+    | AwaitHerd
     | StepStart
     | Outcome
     | Sent
@@ -352,11 +360,22 @@ class Op(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 class History:
     """An append-only list of operations with one monotonic clock."""
 
-    def __init__(self, ops: Sequence[Op] = ()) -> None:
+    def __init__(
+        self, ops: Sequence[Op] = (), *, origin: float | None = None, first_id: int | None = None
+    ) -> None:
+        """``origin`` (a ``time.monotonic()``) and ``first_id``: a worker process's history
+        on its parent's clock, with ids of its own range (``harness.workers``)."""
         self.ops: list[Op] = list(ops)
-        self._ids = itertools.count(max((op.id for op in self.ops), default=0) + 1)
-        self._start = time.monotonic()
+        first = max((op.id for op in self.ops), default=0) + 1 if first_id is None else first_id
+        self._ids = itertools.count(first)
+        self._start = time.monotonic() if origin is None else origin
         self._open: dict[int, Op] = {}
+
+    @property
+    def origin(self) -> float:
+        """The ``time.monotonic()`` that op times count from (the same clock in every process
+        of the machine)."""
+        return self._start
 
     def now(self) -> float:
         """Seconds since the history began."""

@@ -16,6 +16,7 @@ from harness.checkers import ClientView, Verdict
 from harness.driver.base import PositionModel
 from harness.history import (
     OPERATION_KINDS,
+    AwaitHerd,
     AwaitReply,
     ContextValue,
     Failure,
@@ -77,8 +78,24 @@ def judge(step: m.Step, s: StepSlice) -> list[Verdict]:
             return _resume(step, s)
         case m.Expect():
             return _expect(step, s)
+        case m.Once():
+            return _herd(s)
         case _:
             return _acted(s)
+
+
+def _herd(s: StepSlice) -> list[Verdict]:
+    """A client's `once` step: its wait at the gate ended ``ok`` (the group's steps of it ran
+    and held). Only the client's own record counts: the steps of `once` are judged as steps
+    of their own, and their operations interleave differently in a merged history."""
+    waits = [op for op in s.mine() if isinstance(op.body, AwaitHerd)]
+    done = _completion(s, waits[-1]) if waits else None
+    expected = "every client of the group at `once`, and its steps to hold"
+    if done is None:
+        return [_verdict("once", False, "the wait at `once` never ended", expected=expected)]
+    if isinstance(done.body, Failure):
+        return [_verdict("once", False, done.body.error, expected=expected)]
+    return []
 
 
 def _verdict(

@@ -77,7 +77,7 @@ def walk(steps: tuple[m.Step, ...], prefix: str = "") -> Iterator[tuple[str, m.S
     for index, step in enumerate(steps, start=1):
         path = f"{prefix}{index}"
         yield path, step
-        if isinstance(step, m.Repeat | m.Parallel):
+        if isinstance(step, m.Repeat | m.Parallel | m.Once):
             yield from walk(step.steps, f"{path}.")
 
 

@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from harness import checkers
 from harness.checkers import Verdict
@@ -28,8 +28,10 @@ from harness.driver.base import ClientConfig, Driver, DriverError, DriverFactory
 from harness.errors import HarnessInfrastructureError
 from harness.faults.base import Faults
 from harness.faults.layer import toxic_attributes
+from harness.herd import Herd, HerdLike, gate_key
 from harness.history import (
     AdvanceClock,
+    AwaitHerd,
     AwaitReply,
     Body,
     ContextValue,
@@ -112,6 +114,17 @@ class FaultLayerDownError(HarnessInfrastructureError):
     """A step failed while the fault layer did not answer: not the target's failure."""
 
 
+class Spread(Protocol):
+    """Runs a large ``parallel`` group in worker processes (``harness.workers.Spread``)."""
+
+    async def __call__(
+        self, run: ScenarioRun, step: m.Parallel, path: str, names: list[str]
+    ) -> tuple[dict[str, bool], str] | None:
+        """Whether each client passed, and how the group was spread; None when it stays in
+        this process."""
+        ...
+
+
 @dataclass
 class ClientState:
     """The runner's handle on one simulated client."""
@@ -137,6 +150,7 @@ class ScenarioRun:
         seed: int | None = None,
         waits: Waits | None = None,
         on_step: Callable[[str, str], None] | None = None,
+        spread: Spread | None = None,
     ) -> None:
         self.scenario = scenario
         self.target = target
@@ -147,12 +161,15 @@ class ScenarioRun:
         self.seed = seed
         self.waits = waits or Waits().scaled(timeout_factor())
         self.on_step = on_step
+        self.spread = spread
         self.steps: list[StepResult] = []
         self.clients: dict[str, ClientState] = {}
         self.virtual_seconds = 0.0
-        self._chat_counter = 0
+        self.chat_counter = 0
         self._timers: asyncio.TaskGroup | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._herds: dict[str, tuple[HerdLike, str]] = {}
+        """Each client of a running `parallel` group: its herd and the group's path."""
         for spec in scenario.clients:
             self.clients[spec.name] = self._new_client(spec)
 
@@ -273,6 +290,9 @@ class ScenarioRun:
             elif isinstance(step, m.Parallel):
                 result.message, ok = await self._parallel(step, path)
                 result.status = "passed" if ok else "failed"
+            elif isinstance(step, m.Once):
+                result.message = await self._await_herd(step, path, client_name)
+                self._judge(step, result, first)
             else:
                 result.message = await self._act(step, client_name)
                 self._judge(step, result, first)
@@ -320,24 +340,72 @@ class ScenarioRun:
 
     async def _parallel(self, step: m.Parallel, path: str) -> tuple[str, bool]:
         names = [f"{step.user_prefix}{i}" for i in range(1, step.clients + 1)]
+        spread = None if self.spread is None else await self.spread(self, step, path, names)
+        if spread is None:
+            spread = await self.run_group(step, path, names), ""
+        passed, how = spread
+        where = f" ({how})" if how else ""
+        failed = [n for n in names if not passed.get(n)]
+        if failed:
+            return f"{len(failed)} of {len(names)} clients failed, first {failed[0]}{where}", False
+        return f"{len(names)} clients, all passed{where}", True
+
+    async def run_group(
+        self, step: m.Parallel, path: str, names: Sequence[str], herd: HerdLike | None = None
+    ) -> dict[str, bool]:
+        """Run the group's steps for each of ``names`` at once (all of the group, or a worker's
+        share of it); ``herd`` holds the gates of its `once` steps (without it, a herd of
+        these clients, whose `once` steps this run runs)."""
         for name in names:
             spec = m.ClientSpec(name=name, user=name, route="proxy")
             self.clients[name] = self._new_client(spec)
         passed: dict[str, bool] = {}
-
-        async def one(name: str) -> None:
-            passed[name] = await self._run_steps(step.steps, f"{path}.{name}.", name)
-
         try:
             async with asyncio.TaskGroup() as group:
+                gates = herd if herd is not None else Herd(names, group, self.run_once)
+
+                async def one(name: str) -> None:
+                    try:
+                        passed[name] = await self._run_steps(step.steps, f"{path}.{name}.", name)
+                    finally:
+                        gates.leave(name)
+
                 for name in names:
+                    self._herds[name] = (gates, path)
                     group.create_task(one(name))
         except* HarnessInfrastructureError as errors:
             raise errors.exceptions[0] from None
-        failed = [n for n in names if not passed.get(n)]
-        if failed:
-            return f"{len(failed)} of {len(names)} clients failed, first {failed[0]}", False
-        return f"{len(names)} clients, all passed", True
+        finally:
+            for name in names:
+                self._herds.pop(name, None)
+        return passed
+
+    async def _await_herd(self, step: m.Once, path: str, client_name: str | None) -> str:
+        """Wait at the `once` step's gate until the group's steps of it ran (or did not)."""
+        if client_name is None or client_name not in self._herds:
+            raise StepFailedError("`once` runs only inside `parallel`")
+        herd, group_path = self._herds[client_name]
+        key = gate_key(group_path, client_name, path)
+        op = self.history.invoke(client_name, AwaitHerd(gate=key))
+        try:
+            outcome = await herd.arrive(key, step, client_name)
+        except BaseException as exc:
+            self.history.complete(op, "info", Failure(error=f"{type(exc).__name__}: {exc}"))
+            raise
+        if outcome is not None:
+            self.history.complete(op, "fail", Failure(error=outcome))
+            return outcome
+        self.history.complete(op, "ok", Done())
+        return f"the group's steps of `once` ran and held ({key})"
+
+    async def run_once(self, key: str, step: m.Once) -> str | None:
+        """Run the steps of a `once` gate, one time, for no client; None when they held."""
+        first = len(self.steps)
+        if await self._run_steps(step.steps, f"{key}.", None):
+            return None
+        failed = next((r for r in self.steps[first:] if r.status != "passed"), None)
+        where = f" at step {failed.path}: {failed.message}" if failed is not None else ""
+        return f"the steps of `once` did not hold{where}"
 
     # --- acting --------------------------------------------------------------------------
 
@@ -430,8 +498,8 @@ class ScenarioRun:
             return Sent(message_id=message_id, connected=driver.connected)
 
         for _ in range(step.messages):
-            self._chat_counter += 1
-            n = self._chat_counter
+            self.chat_counter += 1
+            n = self.chat_counter
             text = step.text or f"message {n}: what is {n} + {n * 2}"
             message_id = await self._call(
                 name, SendMessage(text=text), driver.send_message(text), sent
@@ -687,7 +755,8 @@ _CLIENT_DROPS = ("close", "reset")
 
 def resolve_step(scenario: m.Scenario, path: str) -> m.Step | None:
     """The step a path names (``4.3.2``: step 2 of cycle 3 of the repeat at step 4;
-    ``5.p1.2``: step 2 of client p1 of the parallel at step 5)."""
+    ``5.p1.2``: step 2 of client p1 of the parallel at step 5; ``5.once.3.1``: step 1 of the
+    `once` at step 3 of that parallel, which ran for the whole group)."""
     steps: tuple[m.Step, ...] = scenario.steps
     parts = path.split(".")
     step: m.Step | None = None
@@ -700,5 +769,7 @@ def resolve_step(scenario: m.Scenario, path: str) -> m.Step | None:
         i += 1
         if isinstance(step, m.Repeat | m.Parallel) and i < len(parts):
             steps = step.steps
-            i += 1  # the cycle number, or the parallel client's name
+            i += 1  # the cycle number, or the parallel client's name (or `once`)
+        elif isinstance(step, m.Once) and i < len(parts):
+            steps = step.steps  # a step of the gate: `1.once.3.2`, step 2 of the once at 1.x.3
     return step

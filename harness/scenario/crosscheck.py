@@ -16,6 +16,9 @@ from harness.scenario.model import (
     Connect,
     Drop,
     Expect,
+    Fault,
+    Heal,
+    Once,
     Parallel,
     ReconnectFresh,
     Repeat,
@@ -24,6 +27,7 @@ from harness.scenario.model import (
     Send,
     Snapshot,
     Step,
+    Wait,
 )
 from harness.scenario.problems import closest
 
@@ -77,6 +81,19 @@ class _Checker:
         self._steps(self.scenario.steps, ("steps",), in_parallel=False)
         return self.issues
 
+    def _once(self, step: Once, path: FieldPath, *, in_parallel: bool, in_once: bool) -> None:
+        if in_once:
+            self.issues.append(Issue(path, "`once` steps cannot be nested"))
+        elif not in_parallel:
+            self.issues.append(
+                Issue(
+                    path,
+                    "`once` only goes inside `parallel`: it waits for the clients of the group"
+                    " (at the top level every step already runs once)",
+                )
+            )
+        self._steps(step.steps, (*path, "steps"), in_parallel=False, in_once=True)
+
     def _target_options(self) -> None:
         # The names belong to the embedded reference server; the language only carries them.
         from harness.targets.embedded import PLANTED_FAULTS
@@ -106,18 +123,30 @@ class _Checker:
                     )
                 )
 
-    def _steps(self, steps: tuple[Step, ...], path: FieldPath, *, in_parallel: bool) -> None:
+    def _steps(
+        self, steps: tuple[Step, ...], path: FieldPath, *, in_parallel: bool, in_once: bool = False
+    ) -> None:
         for index, step in enumerate(steps):
-            self._step(step, (*path, index), in_parallel=in_parallel)
+            self._step(step, (*path, index), in_parallel=in_parallel, in_once=in_once)
 
-    def _step(self, step: Step, path: FieldPath, *, in_parallel: bool) -> None:
+    def _step(
+        self, step: Step, path: FieldPath, *, in_parallel: bool, in_once: bool = False
+    ) -> None:
+        if isinstance(step, Once):
+            self._once(step, path, in_parallel=in_parallel, in_once=in_once)
+            return
+        problem = _not_once_only(step) if in_once else None
+        if problem is not None:
+            field, message = problem
+            self.issues.append(Issue((*path, *field), message))
+            return
         if isinstance(step, Parallel):
             if in_parallel:
                 self.issues.append(Issue(path, "`parallel` steps cannot be nested"))
             self._steps(step.steps, (*path, "steps"), in_parallel=True)
             return
         if isinstance(step, Repeat):
-            self._steps(step.steps, (*path, "steps"), in_parallel=in_parallel)
+            self._steps(step.steps, (*path, "steps"), in_parallel=in_parallel, in_once=in_once)
             return
         client = self._client(step, path, in_parallel=in_parallel)
         if isinstance(step, ChangeIp) and step.source is not None:
@@ -235,6 +264,35 @@ class _Checker:
                         closest(name, known),
                     )
                 )
+
+
+def _not_once_only(step: Step) -> tuple[FieldPath, str] | None:
+    """Why ``step`` cannot be a step of ``once`` (the field it is about, the message), or
+    None: inside ``once`` steps run one time for the whole group, so they act on the network,
+    the target or the clock, never on one client."""
+    kind = str(type(step).__struct_config__.tag)
+    if isinstance(step, Drop) and step.how in _PER_CONNECTION_DROPS:
+        return (
+            ("how",),
+            f"`how: {step.how}` acts on one client's connection, and the steps of `once` run"
+            " for no client: use `proxy_down`, `half_open` or `server_restart`, or put the"
+            " drop before `once`",
+        )
+    if isinstance(step, Expect) and step.needs_client:
+        return (
+            (),
+            "an `expect` inside `once` is about the run (`latency`, `metrics`); checks about"
+            " one client (`history`, `context`, `resume`, `delivery`, `store`) go before or"
+            " after `once`, where every client runs them",
+        )
+    if isinstance(step, Drop | Fault | Heal | Wait | Expect | Repeat):
+        return None
+    return (
+        (),
+        f"`{kind}` acts on each client, and the steps of `once` run one time for the whole"
+        " group: put it before or after `once` (inside `once`: drop, fault, heal, wait,"
+        " repeat, and expect with latency or metrics)",
+    )
 
 
 def _needs_client(step: Step) -> bool:

@@ -50,7 +50,7 @@ SHORTHANDS: Final[dict[str, str]] = {
     "resume": "expect",
     "snapshot": "name",
 }
-_NESTED_STEPS: Final = frozenset({"repeat", "parallel"})
+_NESTED_STEPS: Final = frozenset({"repeat", "parallel", "once"})
 _KINDS: Final = tuple(step_kinds())
 _MAP_TAG: Final = "tag:yaml.org,2002:map"
 _SEQ_TAG: Final = "tag:yaml.org,2002:seq"

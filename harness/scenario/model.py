@@ -36,6 +36,7 @@ __all__ = [
     "HistoryExpect",
     "LatencyExpect",
     "MetricExpect",
+    "Once",
     "Parallel",
     "ReconnectFresh",
     "Repeat",
@@ -486,6 +487,20 @@ class Repeat(_Step, tag="repeat", frozen=True, kw_only=True):
     steps: Annotated[tuple[Step, ...], msgspec.Meta(min_length=1)]
 
 
+class Once(_Step, tag="once", frozen=True, kw_only=True):
+    """Inside ``parallel``: each client waits here until every client of the group has
+    reached this step or ended; then ``steps`` run once, for the whole group, and every
+    waiting client goes on together (or fails, if they did not hold).
+
+    ``within`` bounds the wait from the first client's arrival: when some client still on
+    its way has not arrived by then, ``steps`` do not run and every client's ``once`` fails.
+    A client that ended before it came here (its step failed, or it had no steps left) is
+    not waited for."""
+
+    within: Duration = _seconds(30.0)
+    steps: Annotated[tuple[Step, ...], msgspec.Meta(min_length=1)]
+
+
 class Parallel(_Step, tag="parallel", frozen=True, kw_only=True):
     """Run ``steps`` for ``clients`` extra clients at once, users named from ``user_prefix``."""
 
@@ -538,6 +553,7 @@ Step: TypeAlias = (
     | Snapshot
     | Repeat
     | Parallel
+    | Once
     | Expect
 )
 
@@ -555,6 +571,7 @@ _STEP_CLASSES: Final[tuple[type[_Step], ...]] = (
     Snapshot,
     Repeat,
     Parallel,
+    Once,
     Expect,
 )
 
@@ -595,10 +612,11 @@ class Scenario(_Model, frozen=True, kw_only=True):
 
 
 def iter_steps(steps: tuple[Step, ...]) -> list[Step]:
-    """Every step, nested ones (of ``repeat`` and ``parallel``) right after their parent."""
+    """Every step, nested ones (of ``repeat``, ``parallel`` and ``once``) right after their
+    parent."""
     out: list[Step] = []
     for step in steps:
         out.append(step)
-        if isinstance(step, Repeat | Parallel):
+        if isinstance(step, Repeat | Parallel | Once):
             out.extend(iter_steps(step.steps))
     return out

@@ -33,11 +33,12 @@ def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_there_are_recipes() -> None:
-    """The main workflow, the comparison, the fault matrix, shards, staging and the Toxiproxy
-    container."""
+    """The main workflow, the comparison, the fault matrix, shards, herds, staging and the
+    Toxiproxy container."""
     assert {
         "compare.yml",
         "continuity.yml",
+        "herds.yml",
         "matrix.yml",
         "shards.yml",
         "staging.yml",
@@ -75,7 +76,8 @@ def test_docs_ci_shows_each_recipe_exactly() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["continuity.yml", "shards.yml", "staging.yml", "toxiproxy-container.yml"]
+    "name",
+    ["continuity.yml", "herds.yml", "shards.yml", "staging.yml", "toxiproxy-container.yml"],
 )
 def test_a_workflow_that_runs_the_suite_keeps_report_html_and_writes_the_summary(
     name: str,
