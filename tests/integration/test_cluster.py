@@ -140,6 +140,37 @@ async def test_a_takeover_from_the_other_node_closes_the_old_connection_with_400
 
 
 @pytest.mark.asyncio
+async def test_a_lost_takeover_message_is_made_up_for_by_the_version_check(
+    nodes: Nodes,
+) -> None:
+    """Node a never hears of the takeover (its subscription is gone): its next commit for the
+    session is refused on the version, so it answers nothing and closes with 4001; b's
+    stream and the conversation are untouched by what the old connection sent."""
+    a, b = nodes
+    assert a.cluster is not None
+    listening = next(t for t in a.cluster._tasks if t.get_name() == "signals")
+    listening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listening
+    async with _clients(a.url) as (first,):
+        await first.connect()
+        await first.chat("hello")
+        second = _twin(first, b.url)
+        try:
+            assert isinstance(await second.resume(), Attached)
+            stale = await first.send_user_message("written on the old node")
+            closing = await first.wait_for(lambda: _closing(first), WAIT_S, "closing")
+            assert CloseCode.SESSION_TAKEN_OVER == closing.closing.code
+            assert 0 == a.cluster.signals.received  # the refused commit told it, not pub/sub
+            assert [] == [m for m in first.delivered if getattr(m, "in_reply_to", None) == stale]
+            await second.chat("still here?")
+            history = await second.history()
+            assert ["hello", "still here?"] == [e.text for e in history.entries if e.role == "user"]
+        finally:
+            await second.drop()
+
+
+@pytest.mark.asyncio
 async def test_a_reused_token_on_the_other_node_revokes_and_closes_with_4005(
     nodes: Nodes,
 ) -> None:
