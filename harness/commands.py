@@ -165,6 +165,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "regression must also exceed 5 ms",
     )
     parser.add_argument(
+        "--nodes",
+        type=int,
+        metavar="N",
+        help="run the embedded reference server as N nodes sharing one Redis, each behind its "
+        "own proxy; every resume goes to the next node (docs/cluster.md)",
+    )
+    parser.add_argument(
         "--allow-skipped",
         action="store_true",
         help="exit 0 when no scenario ran (the reports still say nothing was verified)",
@@ -193,6 +200,9 @@ def _options(args: argparse.Namespace, *, jobs: int = 1) -> RunOptions | str:
         credentials[user] = source
     if (credentials or args.allow_load is not None) and not args.target:
         return "--credential and --allow-load are for an external target (--target URL)"
+    nodes = getattr(args, "nodes", None)
+    if nodes is not None and (args.target or not 1 <= nodes <= 8):
+        return "--nodes is for the embedded reference server, from 1 to 8"
     if args.target:
         try:
             Credentials(credentials, args.token_env).check()
@@ -208,6 +218,7 @@ def _options(args: argparse.Namespace, *, jobs: int = 1) -> RunOptions | str:
         allow_load=args.allow_load,
         max_wall=args.max_wall,
         credentials=credentials or None,
+        nodes=nodes,
     )
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
 
+import msgspec
+
 from harness import baseline
 from harness.baseline import Baseline
 from harness.driver import connect_errors, registry
@@ -35,6 +37,7 @@ from harness.driver.base import DriverFactory, EmbeddedTargets
 from harness.errors import HarnessInfrastructureError
 from harness.estimate import format_seconds
 from harness.faults.layer import FaultLayer
+from harness.faults.nodes import NodeFaults
 from harness.faults.toxiproxy_client import ToxiproxyClient
 from harness.faults.toxiproxy_server import ToxiproxyServer
 from harness.history import History
@@ -82,6 +85,8 @@ class RunOptions:
     """Per simulated user, where an external target's credential comes from (``--credential
     USER=env:NAME`` or ``USER=cmd:COMMAND``; ``*`` for every other user)."""
     watchdog_interval: float = 0.5
+    nodes: int | None = None
+    """Run every scenario against an embedded cluster of this many nodes (``--nodes``)."""
 
 
 class Engine:
@@ -293,6 +298,8 @@ class Engine:
     def _target(self, scenario: m.Scenario, virtual_clock: bool) -> Target:
         if self.options.target_url is not None:
             return self._external(self.options.target_url)
+        if self.options.nodes is not None:
+            scenario = msgspec.structs.replace(scenario, nodes=self.options.nodes)
         return self._embedded().target(scenario, virtual_clock=virtual_clock)
 
     async def run_scenario(
@@ -335,12 +342,20 @@ class Engine:
         except HarnessInfrastructureError as exc:
             result.error, result.infrastructure = f"infrastructure: {exc}", True
             return result
-        faults = FaultLayer(self.api, history, scenario.name)
+        node_urls: list[str] | None = getattr(target, "node_urls", None)
+        faults: FaultLayer | NodeFaults = (
+            FaultLayer(self.api, history, scenario.name)
+            if node_urls is None
+            else NodeFaults(self.api, history, scenario.name, getattr(target, "count", 1))
+        )
         result.clock = decided.clock
         try:
             await target.start()
             result.target = target.description
-            await faults.start(upstream(target.url))
+            if isinstance(faults, NodeFaults):
+                await faults.start_nodes([upstream(url) for url in target.node_urls])  # type: ignore[attr-defined]
+            else:
+                await faults.start(upstream(target.url))
 
             def on_step(step_path: str, kind: str) -> None:
                 if progress is not None:

@@ -279,10 +279,13 @@ class Retry(_Body, tag="retry", frozen=True, kw_only=True):
 
 
 class RouteChanged(_Body, tag="route", frozen=True, kw_only=True):
-    """The client's next connections come from another address."""
+    """The client's next connections come from another address, or (on a cluster target) go
+    to another node."""
 
     source: str | None
     forwarded_for: str | None
+    node: int | None = None
+    """The node (1-based) the next connections go to, when the runner chose one."""
 
 
 class SnapshotTaken(_Body, tag="snapshot", frozen=True, kw_only=True):

@@ -145,7 +145,7 @@ def plan(
 
     if wanted == "virtual":
         lack("scenario", "virtual_clock")
-    if scenario.plant_fault or scenario.server_args:
+    if scenario.plant_fault or scenario.server_args or scenario.nodes > 1:
         lack("scenario", "embedded")
     for capability in scenario.requires:
         lack("scenario", capability)

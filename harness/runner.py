@@ -120,6 +120,8 @@ class ClientState:
     driver: Driver
     route: Route = field(default_factory=Route)
     random: random.Random = field(default_factory=random.Random)
+    node: int = 0
+    """On a cluster target, the node (0-based) its connections go to."""
 
 
 class ScenarioRun:
@@ -561,9 +563,31 @@ class ScenarioRun:
         )
         return f"next connection from {step.source or 'X-Forwarded-For ' + str(step.forwarded_for)}"
 
+    def _next_node(self, client: ClientState) -> str:
+        """On a cluster target, send the client's connections to the next node (node k+1
+        after node k): every resume lands on another node than the previous connection's.
+        Returns what the step's result says about it."""
+        node_address = getattr(self.faults, "node_address", None)
+        nodes: int = getattr(self.faults, "nodes", 1)
+        if node_address is None or nodes < 2 or client.spec.route == "direct":
+            return ""
+        client.node = (client.node + 1) % nodes
+        client.route = Route(
+            connect_to=node_address(client.node),
+            source_ip=client.route.source_ip,
+            forwarded_for=client.route.forwarded_for,
+        )
+        client.driver.set_route(client.route)
+        self.history.event(
+            client.spec.name,
+            RouteChanged(source=client.route.source_ip, forwarded_for=None, node=client.node + 1),
+        )
+        return f" on node {client.node + 1}"
+
     async def _resume(self, client: ClientState, step: m.Resume) -> str:
         other = self.clients[step.session_of].driver if step.session_of is not None else None
         driver = client.driver
+        where = self._next_node(client)
 
         def attempt(left: float) -> Awaitable[Outcome]:
             return driver.resume(left, token=step.token, session_of=other)
@@ -575,7 +599,7 @@ class ScenarioRun:
             float(step.timeout),
             retry=step.expect != "unreachable",
         )
-        return f"resume: {outcome.kind}"
+        return f"resume: {outcome.kind}{where}"
 
     async def _fetch_context(self, client: ClientState) -> int:
         op = self.history.invoke(client.spec.name, FetchContext())

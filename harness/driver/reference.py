@@ -39,6 +39,7 @@ from harness.driver.base import (
 from harness.history import Closed, Delivered, Notice, Outcome, Terms, Turn, Violation
 from harness.scenario.model import Scenario
 from harness.targets.base import Target
+from harness.targets.cluster import ClusterTarget
 from harness.targets.embedded import PLANTED_FAULTS, EmbeddedTarget
 from reference_server import admin
 from reference_server.aio_client import AsyncClient, ConnectionLostError, HandshakeRefusedError
@@ -439,6 +440,13 @@ class EmbeddedReference:
         return EmbeddedTarget.capabilities_for(virtual_clock=virtual_clock)
 
     def target(self, scenario: Scenario, *, virtual_clock: bool) -> Target:
+        if scenario.nodes > 1:  # several nodes on one Redis (docs/cluster.md)
+            return ClusterTarget(
+                nodes=scenario.nodes,
+                virtual_clock=virtual_clock,
+                plant_fault=scenario.plant_fault,
+                server_args=scenario.server_args,
+            )
         return EmbeddedTarget(
             virtual_clock=virtual_clock,
             plant_fault=scenario.plant_fault,

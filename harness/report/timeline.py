@@ -318,6 +318,8 @@ def _fault_text(f: FaultAction) -> str:
 
 
 def _route_text(r: RouteChanged) -> str:
+    if r.node is not None:
+        return f"to node {r.node}"
     parts = [f"from {r.source}" if r.source else "from the default address"]
     if r.forwarded_for:
         parts.append(f"forwarded for {r.forwarded_for}")

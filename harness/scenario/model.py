@@ -592,6 +592,9 @@ class Scenario(_Model, frozen=True, kw_only=True):
     ``harness.targets.embedded.PLANTED_FAULTS``). Any other target SKIPS the scenario."""
     server_args: tuple[str, ...] = ()
     """Extra options for the embedded reference server (e.g. ``--ip-policy deny``)."""
+    nodes: Annotated[int, msgspec.Meta(ge=1, le=8)] = 1
+    """Run the embedded reference server as this many nodes sharing one Redis, each behind its
+    own proxy; every resume goes to the next node (docs/cluster.md). ``--nodes N`` overrides."""
 
 
 def iter_steps(steps: tuple[Step, ...]) -> list[Step]:
