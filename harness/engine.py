@@ -276,7 +276,11 @@ class Engine:
 
     async def _target_capabilities(self, scenario: m.Scenario) -> frozenset[str]:
         if self.options.target_url is None:
-            return self._embedded().capabilities(virtual_clock=True)
+            capabilities = self._embedded().capabilities(virtual_clock=True)
+            nodes = self.options.nodes or scenario.nodes
+            if nodes > 1 and "embedded" in capabilities:  # the reference server as a cluster
+                capabilities |= {"nodes"}
+            return capabilities
         if self._external_metrics is None:
             self._external_metrics = (
                 await probe_metrics(self.options.target_url) if self.probe else False
@@ -350,6 +354,9 @@ class Engine:
         )
         result.clock = decided.clock
         try:
+            if isinstance(faults, NodeFaults):  # the nodes reach Redis through their proxy
+                store = await faults.start_store(target.store_upstream)  # type: ignore[attr-defined]
+                target.store_address = store  # type: ignore[attr-defined]
             await target.start()
             result.target = target.description
             if isinstance(faults, NodeFaults):

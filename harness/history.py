@@ -147,6 +147,13 @@ class Restart(_Body, tag="restart", frozen=True, kw_only=True):
     """Kill the target and start it again on its durable store."""
 
 
+class NodeAction(_Body, tag="node", frozen=True, kw_only=True):
+    """Kill one node of a cluster target (SIGKILL), or start it again."""
+
+    action: Literal["kill", "start"]
+    node: int
+
+
 class InspectStore(_Body, tag="inspect_store", frozen=True, kw_only=True):
     """Read how many rows the target's store holds for a session."""
 
@@ -312,6 +319,7 @@ Body: TypeAlias = (
     | AdvanceClock
     | RealWait
     | Restart
+    | NodeAction
     | InspectStore
     | StepStart
     | Outcome

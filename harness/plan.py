@@ -97,10 +97,16 @@ def needs(step: m.Step) -> set[str]:
             out.add("source_ip" if step.source is not None else "forwarded_for")
         case m.Resume():
             out.add("resume")
+            if step.node is not None:
+                out.add("nodes")
             if step.token == "previous":
                 out.add("resume_previous_token")
             if step.session_of is not None:
                 out.add("take_over")
+        case m.KillNode() | m.StartNode() | m.StoreLink():
+            out.add("nodes")
+        case m.Connect(node=int()):
+            out.add("nodes")
         case m.Expect():
             if step.history is not None:
                 out.add("history")

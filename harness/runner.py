@@ -43,6 +43,7 @@ from harness.history import (
     HistoryPage,
     InspectStore,
     MetricsValue,
+    NodeAction,
     Observation,
     Outcome,
     RawAnswer,
@@ -345,6 +346,10 @@ class ScenarioRun:
 
     async def _act(self, step: m.Step, client_name: str | None) -> str:
         match step:
+            case m.Connect(node=int() as node):
+                attaching = self._client(client_name)
+                where = self._next_node(attaching, node)
+                return await self._connect(attaching) + where
             case m.Connect() | m.ReconnectFresh():
                 return await self._connect(self._client(client_name))
             case m.Chat():
@@ -365,6 +370,10 @@ class ScenarioRun:
                 return self._change_ip(self._client(client_name), step)
             case m.Resume():
                 return await self._resume(self._client(client_name), step)
+            case m.KillNode() | m.StartNode():
+                return await self._node_action(step)
+            case m.StoreLink():
+                return await self._store_link(step)
             case m.Snapshot():
                 return await self._snapshot(self._client(client_name), step.name)
             case m.Expect():
@@ -499,6 +508,32 @@ class ScenarioRun:
                 await self.faults.heal()
         return f"{how}" + (f" for {step.duration:g} s" if step.duration else "")
 
+    async def _node_action(self, step: m.KillNode | m.StartNode) -> str:
+        """Kill one node of a cluster target, or start it again."""
+        action: Literal["kill", "start"] = "kill" if isinstance(step, m.KillNode) else "start"
+        call = getattr(self.target, f"{action}_node", None)
+        if call is None:
+            raise StepFailedError("the target is not a cluster of nodes")
+        await self._call(
+            "target", NodeAction(action=action, node=step.node), call(step.node), lambda _: Done()
+        )
+        if action == "kill":
+            await self._settle()
+        return f"node {step.node} " + ("killed" if action == "kill" else "started")
+
+    async def _store_link(self, step: m.StoreLink) -> str:
+        """Break or heal the cluster's link to Redis; heal it after ``duration``."""
+        store_link = getattr(self.faults, "store_link", None)
+        if store_link is None:
+            raise StepFailedError("the target has no store link (not a cluster of nodes)")
+        latency = None if step.latency is None else float(step.latency)
+        said: str = await store_link(step.how, latency)
+        if step.duration is not None and step.how != "heal":
+            await self._wait(float(step.duration))
+            await store_link("heal", None)
+            said += f" for {float(step.duration):g} s"
+        return said
+
     async def _settle(self) -> None:
         """A gap starts when the server notices the drop; wait for that before time jumps."""
         connected = sum(1 for c in self.clients.values() if c.driver.connected)
@@ -563,15 +598,19 @@ class ScenarioRun:
         )
         return f"next connection from {step.source or 'X-Forwarded-For ' + str(step.forwarded_for)}"
 
-    def _next_node(self, client: ClientState) -> str:
-        """On a cluster target, send the client's connections to the next node (node k+1
-        after node k): every resume lands on another node than the previous connection's.
-        Returns what the step's result says about it."""
+    def _next_node(self, client: ClientState, node: int | None = None) -> str:
+        """On a cluster target, send the client's connections to node ``node`` (1-based), or
+        by default to the next node (node k+1 after node k), so that every resume lands on
+        another node than the previous connection's. Returns what the step says about it."""
         node_address = getattr(self.faults, "node_address", None)
         nodes: int = getattr(self.faults, "nodes", 1)
         if node_address is None or nodes < 2 or client.spec.route == "direct":
+            if node is not None and node > 1:
+                raise StepFailedError(f"node {node}: the target is not a cluster of {node} nodes")
             return ""
-        client.node = (client.node + 1) % nodes
+        if node is not None and node > nodes:
+            raise StepFailedError(f"node {node}: the cluster has {nodes} nodes")
+        client.node = node - 1 if node is not None else (client.node + 1) % nodes
         client.route = Route(
             connect_to=node_address(client.node),
             source_ip=client.route.source_ip,
@@ -587,7 +626,7 @@ class ScenarioRun:
     async def _resume(self, client: ClientState, step: m.Resume) -> str:
         other = self.clients[step.session_of].driver if step.session_of is not None else None
         driver = client.driver
-        where = self._next_node(client)
+        where = self._next_node(client, step.node)
 
         def attempt(left: float) -> Awaitable[Outcome]:
             return driver.resume(left, token=step.token, session_of=other)

@@ -200,7 +200,11 @@ class ReferenceServer:
         """``sweep()``, and on a node of a cluster the sessions in Redis too (expiry)."""
         self.sweeper.sweep()
         if self.cluster is not None:
-            await self.cluster.sweeper.sweep_shared()
+            try:  # Redis may be away: the sweeper's next round expires what this one could not
+                async with asyncio.timeout(self.cluster.redis.timeout_s):
+                    await self.cluster.sweeper.sweep_shared()
+            except Exception as exc:
+                log.warning("shared sweep failed: %s", exc or type(exc).__name__)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -18,7 +18,35 @@ class NodeFaults:
 
     def __init__(self, api: ToxiproxyClient, history: History, label: str, nodes: int) -> None:
         self.layers = [FaultLayer(api, history, f"{label}-n{i + 1}") for i in range(nodes)]
+        self.store = FaultLayer(api, history, f"{label}-store")
+        """The nodes' link to Redis: one proxy all nodes connect through."""
         self._toxics: dict[str, list[str]] = {}
+        self._store_toxics: list[str] = []
+
+    async def start_store(self, upstream: str) -> tuple[str, int]:
+        """The store link's proxy, in front of Redis (before the nodes start)."""
+        await self.store.start(upstream)
+        return self.store.address
+
+    async def store_link(self, how: str, latency: float | None) -> str:
+        """Break the store link: ``cut`` (proxy down), ``slow`` (latency both ways),
+        ``blackhole`` (nothing passes, sockets stay open), or ``heal``."""
+        if how == "cut":
+            await self.store.down()
+        elif how == "blackhole":
+            await self.store.half_open()
+        elif how == "slow":
+            millis = round((latency or 0.0) * 1000)
+            for stream in ("upstream", "downstream"):
+                name = await self.store.add(
+                    "latency", {"latency": millis, "jitter": 0}, stream=stream, toxicity=1.0
+                )
+                self._store_toxics.append(name)
+        else:
+            self._store_toxics.clear()
+            await self.store.heal()
+            return "store link healed"
+        return f"store link {how}" + (f" by {latency:g} s" if latency else "")
 
     @property
     def address(self) -> tuple[str, int]:
@@ -76,6 +104,6 @@ class NodeFaults:
             await layer.heal()
 
     async def close(self) -> None:
-        for layer in self.layers:
+        for layer in [*self.layers, self.store]:
             if layer.port:
                 await layer.close()

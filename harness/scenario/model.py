@@ -267,10 +267,15 @@ class _Step(_Model, tag_field="step", frozen=True, kw_only=True):
     """Base of the steps; ``step`` (the tag) is the kind a YAML file writes as the step's key."""
 
 
+NodeNumber = Annotated[int, msgspec.Meta(ge=1, le=8)]
+
+
 class Connect(_Step, tag="connect", frozen=True, kw_only=True):
     """Open a new session for the client."""
 
     client: str | None = None
+    node: NodeNumber | None = None
+    """On a cluster target (``nodes``), the node this connection goes to (1 to ``nodes``)."""
 
 
 class Chat(_Step, tag="chat", frozen=True, kw_only=True):
@@ -451,6 +456,9 @@ class Resume(_Step, tag="resume", frozen=True, kw_only=True):
     thief replaying a stolen token would; a correct target revokes the session."""
     session_of: str | None = None
     """Take over another client's session: resume it from this client's connection."""
+    node: NodeNumber | None = None
+    """On a cluster target (``nodes``), the node this resume goes to; without it, the node
+    after the one the client's previous connection went to."""
 
     def __post_init__(self) -> None:
         if self.reason is not None and self.expect != "rejected":
@@ -463,6 +471,41 @@ class Resume(_Step, tag="resume", frozen=True, kw_only=True):
                 f"`warnings` only go with `expect: degraded` (this step expects {self.expect})",
                 "warnings",
             )
+
+
+class KillNode(_Step, tag="kill_node", frozen=True, kw_only=True):
+    """SIGKILL one node of a cluster target; its connections die with it."""
+
+    node: NodeNumber
+
+
+class StartNode(_Step, tag="start_node", frozen=True, kw_only=True):
+    """Start a killed node again, with the same node id, port and Redis."""
+
+    node: NodeNumber
+
+
+StoreLinkHow = Literal["cut", "slow", "blackhole", "heal"]
+
+
+class StoreLink(_Step, tag="store_link", frozen=True, kw_only=True):
+    """Break the cluster's link to Redis (its own Toxiproxy proxy) for ``duration``, or heal it.
+
+    ``cut`` closes every connection to Redis and refuses new ones; ``slow`` adds ``latency``
+    both ways; ``blackhole`` lets connections stay open while nothing passes; ``heal`` undoes
+    all of it."""
+
+    how: StoreLinkHow
+    latency: Duration | None = None
+    duration: Duration | None = None
+
+    def __post_init__(self) -> None:
+        if self.how == "slow" and self.latency is None:
+            raise ConstraintError("`store_link: slow` needs `latency`", "latency")
+        if self.how != "slow" and self.latency is not None:
+            raise ConstraintError("`latency` only goes with `how: slow`", "latency")
+        if self.how == "heal" and self.duration is not None:
+            raise ConstraintError("`heal` takes no `duration`", "duration")
 
 
 class ReconnectFresh(_Step, tag="reconnect_fresh", frozen=True, kw_only=True):
@@ -535,6 +578,9 @@ Step: TypeAlias = (
     | ChangeIp
     | Resume
     | ReconnectFresh
+    | KillNode
+    | StartNode
+    | StoreLink
     | Snapshot
     | Repeat
     | Parallel
@@ -552,6 +598,9 @@ _STEP_CLASSES: Final[tuple[type[_Step], ...]] = (
     ChangeIp,
     Resume,
     ReconnectFresh,
+    KillNode,
+    StartNode,
+    StoreLink,
     Snapshot,
     Repeat,
     Parallel,

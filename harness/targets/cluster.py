@@ -41,7 +41,7 @@ class ClusterTarget:
         if nodes < 2:
             raise ValueError("a cluster target has at least two nodes")
         self.capabilities = frozenset(
-            {"restart", "metrics", "embedded", "inspect_store"}
+            {"restart", "metrics", "embedded", "inspect_store", "nodes"}
             | ({"virtual_clock"} if virtual_clock else set())
         )
         self._workdir = Path(tempfile.mkdtemp(prefix="harness-cluster-"))
@@ -51,7 +51,13 @@ class ClusterTarget:
         self._plant_fault = plant_fault
         self._server_args = server_args
         self.count = nodes
-        self.redis: RedisProcess | None = None
+        try:
+            self.redis: RedisProcess | None = RedisProcess(self._workdir / "redis")
+        except RedisUnavailableError as exc:
+            raise TargetError(str(exc)) from None
+        self.store_address: tuple[str, int] | None = None
+        """Where the nodes reach Redis: the store link's proxy once the fault layer made it
+        (``store_upstream`` is what it forwards to); Redis itself without one."""
         self.nodes: list[ServerProcess] = []
         self.url = ""
         self.description = f"embedded reference cluster ({nodes} nodes on Redis)"
@@ -78,19 +84,27 @@ class ClusterTarget:
             args.append("--virtual-clock")
         return args
 
+    @property
+    def store_upstream(self) -> str:
+        """host:port of Redis itself, for the store link's proxy."""
+        assert self.redis is not None
+        return f"127.0.0.1:{self.redis.port}"
+
     async def start(self) -> None:
+        assert self.redis is not None
         try:
-            self.redis = RedisProcess(self._workdir / "redis")
             await asyncio.to_thread(self.redis.start)
         except RedisUnavailableError as exc:
             raise TargetError(str(exc)) from None
+        host, port = self.store_address or ("127.0.0.1", self.redis.port)
+        store = f"redis://{host}:{port}/0"
         env = {
             "REFERENCE_SERVER_AUTH_SECRET": self._secret,
             "REFERENCE_SERVER_ADMIN_TOKEN": self._admin,
         }
         self.nodes = [
             ServerProcess(
-                self._node_args(i, self.redis.url),
+                self._node_args(i, store),
                 env=env,
                 log_path=self._workdir / f"node-{i + 1}.log",
             )
@@ -113,27 +127,45 @@ class ClusterTarget:
 
     async def advance_clock(self, seconds: float) -> None:
         """Every node's clock moves by the same amount (nodes share time)."""
-        for node in self.nodes:
+        for node in self._running():
             await admin.advance_clock(node.url, self._admin, seconds)
         self._advanced += seconds
+
+    def _running(self) -> list[ServerProcess]:
+        return [n for n in self.nodes if n.process is not None and n.process.returncode is None]
 
     async def restart(self) -> None:
         """SIGKILL every node and start them again on the same Redis and ports."""
         try:
             for node in self.nodes:
-                await node.restart(hard=True)
+                await node.kill()
+                await node.start()
                 if self._advanced:
                     await admin.advance_clock(node.url, self._admin, self._advanced)
         except ServerStartError as exc:
             raise TargetError(str(exc)) from None
+
+    async def kill_node(self, node: int) -> None:
+        """SIGKILL node ``node`` (1-based)."""
+        await self.nodes[node - 1].kill()
+
+    async def start_node(self, node: int) -> None:
+        """Start node ``node`` again, on its port, id and Redis, its clock where it was."""
+        process = self.nodes[node - 1]
+        try:
+            await process.start()
+        except ServerStartError as exc:
+            raise TargetError(str(exc)) from None
+        if self._advanced:
+            await admin.advance_clock(process.url, self._admin, self._advanced)
 
     async def metrics(self) -> str | None:
         """Every node's samples added up, one line per name (counters and gauges of a cluster
         are the sums of its nodes')."""
         totals: dict[str, float] = {}
         answered = False
-        for url in self.node_urls:
-            text = await fetch_metrics(url)
+        for node in self._running():
+            text = await fetch_metrics(node.url)
             if text is None:
                 continue
             answered = True

@@ -988,3 +988,45 @@ def test_a_latency_bound_against_another_operation_is_a_ratio() -> None:
         "        - {operation: resume, against: resume, p50: '< 3'}\n"
     )
     assert "`against` must name another operation" in same.message
+
+
+def test_cluster_steps_and_their_shorthands_load() -> None:
+    """`nodes`, `node` on connect and resume, `kill_node`, `start_node` and `store_link` load
+    into the typed model, shorthands included."""
+    from harness.scenario.model import KillNode, StartNode, StoreLink
+
+    scenario = load_text(
+        textwrap.dedent(
+            """
+            name: t
+            nodes: 2
+            steps:
+              - connect: {node: 1}
+              - kill_node: 1
+              - resume: {node: 2}
+              - start_node: {node: 1}
+              - store_link: cut
+              - store_link: {how: slow, latency: 200ms, duration: 2s}
+            """
+        )
+    )
+    assert 2 == scenario.nodes
+    assert (
+        Connect(node=1),
+        KillNode(node=1),
+        Resume(node=2),
+        StartNode(node=1),
+        StoreLink(how="cut"),
+        StoreLink(how="slow", latency=Duration(0.2), duration=Duration(2.0)),
+    ) == scenario.steps
+
+
+def test_store_link_rules_are_checked() -> None:
+    """`slow` needs a latency, and only `slow` takes one; `nodes` is at most 8."""
+    assert ["steps[0].latency"] == [
+        p.field for p in problems("name: t\nsteps:\n  - store_link: slow\n")
+    ]
+    assert ["steps[0].latency"] == [
+        p.field for p in problems("name: t\nsteps:\n  - store_link: {how: cut, latency: 1s}\n")
+    ]
+    assert ["nodes"] == [p.field for p in problems("name: t\nnodes: 9\nsteps:\n  - heal:\n")]
