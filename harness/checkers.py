@@ -184,6 +184,15 @@ def delivery(
                     f"({len(doubled)} duplicated in all)",
                     evidence={"stream": stream, "duplicated": doubled[:20]},
                 )
+        if order and (went_on := _reply_went_on(delivered)) is not None:
+            reply_to, final, later = went_on
+            return Verdict(
+                check="delivery",
+                passed=False,
+                message=f"the reply to {reply_to} went on after its final part: position "
+                f"{later} arrived after the final one, {final}",
+                evidence={"stream": stream, "reply_to": reply_to, "final": final, "after": later},
+            )
         if positions.order == "opaque":
             continue
         ints = [p for p in got if isinstance(p, int)]
@@ -238,6 +247,24 @@ def delivery(
         passed=True,
         message=f"{total} messages, {judged}{declared_note}",
     )
+
+
+def _reply_went_on(delivered: Sequence[Delivered]) -> tuple[str, Position, Position] | None:
+    """The first reply a new part of which arrived after its final part: (what it replies
+    to, the final part's position, the later part's). A position seen before (a replayed
+    duplicate) is not a new part."""
+    ended: dict[str, Position] = {}
+    seen: set[Position] = set()
+    for d in delivered:
+        new = d.position not in seen
+        seen.add(d.position)
+        if d.kind != "reply" or d.reply_to is None or not new:
+            continue
+        if d.reply_to in ended:
+            return d.reply_to, ended[d.reply_to], d.position
+        if d.final:
+            ended[d.reply_to] = d.position
+    return None
 
 
 def _sort_key(p: Position) -> tuple[int, int | str]:

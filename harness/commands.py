@@ -464,11 +464,17 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--jobs", type=int, default=2, help="scenarios run at once (default 2)")
     parser.add_argument("--output", type=Path, help="write the markdown matrix here as well")
+    parser.add_argument(
+        "--evidence",
+        type=Path,
+        metavar="PATH",
+        help="write, as JSON, the step, check and evidence of every kill",
+    )
 
 
 def matrix(args: argparse.Namespace) -> int:
     """Run the suite against every planted fault; print the matrix; exit 1 if one survived."""
-    from harness.matrix import fault_matrix, render
+    from harness.matrix import Matrix, evidence, fault_matrix, render
 
     loaded = _load(args.paths)
     if loaded is None:
@@ -486,15 +492,18 @@ def matrix(args: argparse.Namespace) -> int:
     def progress(name: str, status: str) -> None:
         print(f"{name}: {status}", file=sys.stderr)
 
-    async def go() -> tuple[str, list[str]]:
+    async def go() -> Matrix:
         async with Engine(RunOptions(jobs=args.jobs)) as engine:
-            found = await fault_matrix(engine, loaded, faults, progress)
-        return render(found, suite=" ".join(args.paths)), found.survivors
+            return await fault_matrix(engine, loaded, faults, progress)
 
-    text, survivors = asyncio.run(go())
+    found = asyncio.run(go())
+    text = render(found, suite=" ".join(args.paths))
     sys.stdout.write(text)
     if args.output:
         args.output.write_text(text, encoding="utf-8")
+    if args.evidence:
+        args.evidence.write_text(json.dumps(evidence(found), indent=2) + "\n", encoding="utf-8")
+    survivors = found.survivors
     return exit_codes.OK if not survivors else exit_codes.SCENARIO_FAILED
 
 

@@ -93,6 +93,27 @@ async def fault_matrix(
     return matrix
 
 
+def evidence(matrix: Matrix) -> dict[str, dict[str, dict[str, str]]]:
+    """For each fault, each scenario that caught it: the step that failed, the check that
+    failed there, what it expected and what it saw (``harness matrix --evidence``)."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for fault in matrix.faults:
+        caught: dict[str, dict[str, str]] = {}
+        for scenario in matrix.killed_by(fault):
+            step = matrix.cells[(fault, scenario)].first_failure
+            if step is None:
+                continue
+            failed = next((v.check for v in step.verdicts if not v.passed), "")
+            caught[scenario] = {
+                "step": f"{step.path} ({step.kind})",
+                "check": failed,
+                "expected": step.expected,
+                "seen": step.seen or step.message,
+            }
+        out[fault] = caught
+    return out
+
+
 def render(matrix: Matrix, *, suite: str) -> str:
     """The matrix as markdown: one row per fault, one column per scenario, and the summary."""
     columns = [f"s{i}" for i in range(1, len(matrix.scenarios) + 1)]

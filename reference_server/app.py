@@ -55,12 +55,12 @@ class ReferenceServer:
         clock: Clock | None = None,
         faults: FaultPlan | None = None,
     ) -> None:
-        self.config = config or ServerConfig()
+        self.faults = faults or fault_plan((config or ServerConfig()).planted_fault)
+        self.config = self.faults.configure(config or ServerConfig())
         self.clock: Clock = clock or (
             VirtualClock() if self.config.virtual_clock else SystemClock()
         )
         self.metrics = Metrics()
-        self.faults = faults or fault_plan(self.config.planted_fault)
         self.session_config = _session_config(self.config, self.clock)
         self._server: Server | None = None
         self._sweeper_task: asyncio.Task[None] | None = None
@@ -109,12 +109,17 @@ class ReferenceServer:
             session_config=self.session_config,
             registry=self.registry,
             application=Application(
-                registry=self.registry, store=self.store, clock=self.clock, metrics=self.metrics
+                registry=self.registry,
+                store=self.store,
+                clock=self.clock,
+                metrics=self.metrics,
+                faults=self.faults,
             ),
             sweeper=self.sweeper,
             routes=self.routes,
             clock=self.clock,
             metrics=self.metrics,
+            faults=self.faults,
         )
 
     # --- lifecycle -----------------------------------------------------------------------

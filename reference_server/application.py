@@ -12,6 +12,7 @@ from functools import partial
 
 from reference_server import agent
 from reference_server.clock import Clock
+from reference_server.faults import Chunk, FaultPlan
 from reference_server.metrics import Metrics
 from reference_server.protocol import (
     ByeReceived,
@@ -39,12 +40,19 @@ class Application:
     """Answers the requests of every session."""
 
     def __init__(
-        self, *, registry: SessionRegistry, store: Store, clock: Clock, metrics: Metrics
+        self,
+        *,
+        registry: SessionRegistry,
+        store: Store,
+        clock: Clock,
+        metrics: Metrics,
+        faults: FaultPlan,
     ) -> None:
         self.registry = registry
         self.store = store
         self.clock = clock
         self.metrics = metrics
+        self.faults = faults
 
     def react(self, host: SessionHost, events: list[SessionEvent]) -> None:
         """Act on what one client frame led to; store the change even when there was none."""
@@ -77,9 +85,16 @@ class Application:
         for call in turn.tool_calls:
             session.send(partial(_tool_call, in_reply_to=request.id, call=call))
         last = len(turn.chunks) - 1
-        for index, text in enumerate(turn.chunks):
+        chunks = [Chunk(index, text, index == last) for index, text in enumerate(turn.chunks)]
+        for chunk in self.faults.reply_chunks(session, chunks):
             session.send(
-                partial(_chunk, in_reply_to=request.id, index=index, text=text, final=index == last)
+                partial(
+                    _chunk,
+                    in_reply_to=request.id,
+                    index=chunk.chunk_index,
+                    text=chunk.text,
+                    final=chunk.final,
+                )
             )
         history = [
             HistoryEntry(
@@ -101,6 +116,7 @@ class Application:
         page = self.store.history(
             host.session.session_id, before=request.before, limit=max(0, request.limit)
         )
+        page = self.faults.history_page(host.session, page)
         elapsed = time.perf_counter() - started
         self.metrics.history_latency.labels("history").observe(elapsed)
         host.session.send(

@@ -21,6 +21,7 @@ from reference_server import addresses, wire
 from reference_server.application import Application
 from reference_server.clock import Clock
 from reference_server.config import ServerConfig
+from reference_server.faults import FaultPlan
 from reference_server.http_routes import HttpRoutes
 from reference_server.metrics import Metrics
 from reference_server.protocol import (
@@ -58,6 +59,7 @@ class ConnectionLoop:
         routes: HttpRoutes,
         clock: Clock,
         metrics: Metrics,
+        faults: FaultPlan,
     ) -> None:
         self.config = config
         self.session_config = session_config
@@ -67,6 +69,7 @@ class ConnectionLoop:
         self.routes = routes
         self.clock = clock
         self.metrics = metrics
+        self.faults = faults
         self.open_connections = 0
         """Open protocol connections (a counter, not a scan: O(1) per handshake)."""
 
@@ -187,6 +190,7 @@ class ConnectionLoop:
                     if isinstance(decoded, RemoteProtocolError):
                         raise decoded
                     events = host.session.receive(decoded, self.clock.now())
+                    events = self.faults.received(host.session, decoded, events)
                 except RemoteProtocolError as exc:
                     self.metrics.errors.labels(exc.error_code).inc()
                     log.info("bad frame on session %s: %s", host.session.session_id, exc.message)

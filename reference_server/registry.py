@@ -20,7 +20,7 @@ from websockets.asyncio.server import ServerConnection
 from reference_server import agent, wire
 from reference_server.auth import Credential
 from reference_server.clock import Clock
-from reference_server.faults import FaultPlan
+from reference_server.faults import FaultPlan, ResumeInput
 from reference_server.metrics import Metrics
 from reference_server.protocol import (
     ResumeAccepted,
@@ -103,7 +103,9 @@ class SessionRegistry:
             )
             context = self.store.context(session.session_id) or agent.new_context()
             total = self.store.history(session.session_id, before=None, limit=0).total
-            self.hosts[session.session_id] = SessionHost(session, context, history_len=total)
+            host = SessionHost(session, context, history_len=total)
+            self.faults.restored(host)
+            self.hosts[session.session_id] = host
 
     # --- hello (§7.1) --------------------------------------------------------------------
 
@@ -138,7 +140,7 @@ class SessionRegistry:
         self.hosts[session.session_id] = host
         self.commit(host, context=host.context)
         self.metrics.sessions_opened.inc()
-        frames = self.faults.welcomed(session, session.data_to_send())
+        frames = self.faults.attached(session, session.data_to_send())
         host.first_frames = (session.connection_id, frames)
         return host
 
@@ -157,14 +159,19 @@ class SessionRegistry:
             await wire.reject(ws, refused.rejected, refused.close_code)
             return None
         session = host.session
-        resume = self.faults.resume_request(session, resume)
+        delay = self.faults.resume_delay_s(session)
+        if delay:
+            await asyncio.sleep(delay)
+        checked = self.faults.resume_request(
+            session, ResumeInput(resume, credential.subject, client_ip), now
+        )
         fresh = now - credential.issued_at <= self.reauth_max_age_s
         previous_ip = session.client_ip
         result = session.resume(
-            resume,
+            checked.resume,
             now=now,
-            user_id=credential.subject,
-            client_ip=self.faults.policy_address(session, client_ip),
+            user_id=checked.subject,
+            client_ip=checked.client_ip,
             credential_fresh=fresh,
         )
         if not isinstance(result, ResumeAccepted):
@@ -175,13 +182,15 @@ class SessionRegistry:
         host.ws = ws
         if result.taken_over is not None and old is not None:
             self.metrics.takeovers.inc()
-            self.spawn(wire.close_with(old, result.taken_over))
+            closer = self.faults.taken_over(session, old, result.taken_over)
+            if closer is not None:
+                self.spawn(closer)
         if result.ip_changed:
             self.metrics.ip_changes.labels("allowed").inc()
             log.warning(
                 "session %s resumed from %s (was %s)", session.session_id, client_ip, previous_ip
             )
-        frames = self.faults.resumed(session, session.data_to_send())
+        frames = self.faults.attached(session, session.data_to_send())
         host.first_frames = (session.connection_id, frames)
         self.commit(host)
         self.metrics.resumes.labels(result.outcome).inc()
@@ -257,7 +266,7 @@ class SessionRegistry:
     def forget(self, host: SessionHost, reason: str, now: float) -> None:
         """Drop a session that ended and leave its tombstone (§8.3)."""
         self.hosts.pop(host.session.session_id, None)
-        self.store.delete(host.session.session_id, reason, now)
+        self.faults.delete(self.store, host.session.session_id, reason, now)
 
     def count_by_state(self) -> dict[SessionState, int]:
         """How many sessions are in each state."""

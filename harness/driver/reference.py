@@ -13,10 +13,12 @@ starts a new stream.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import socket
 import struct
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -115,6 +117,8 @@ class ReferenceDriver:
         self.tokens_seen: list[str] = []
         self._sent: dict[str, UserMessage] = {}
         self._closing_reason: str | None = None
+        self._not_before = 0.0
+        """When the server last asked this client to wait (``retry_after_ms``): not before."""
         self._closing_ourselves = False
         self.set_route(config.route)
 
@@ -144,6 +148,10 @@ class ReferenceDriver:
                 )
             elif isinstance(event, ServerClosing):
                 self._closing_reason = event.closing.reason
+            elif isinstance(event, UnnumberedError) and event.error.retry_after_ms:
+                # §12: a client closed for its rate waits at least this before reconnecting.
+                wait = event.error.retry_after_ms / 1000
+                self._not_before = max(self._not_before, time.monotonic() + wait)
 
     def _on_close(self, code: int | None) -> None:
         if self._closing_ourselves:
@@ -173,7 +181,19 @@ class ReferenceDriver:
         self.client.token = credential
 
     async def connect(self, timeout: float) -> Outcome:
+        await self._honour_retry_after(timeout)
         return await self._attempt("connect", self.client.connect, timeout, after=0)
+
+    async def _honour_retry_after(self, timeout: float) -> None:
+        """Wait out the server's retry-after from the last close, within ``timeout``."""
+        wait = self._not_before - time.monotonic()
+        if wait > 0:
+            if wait >= timeout:
+                raise DriverError(
+                    f"the server asked this client to wait {wait:.1f} s before reconnecting, "
+                    f"longer than the {timeout:g} s allowed"
+                )
+            await asyncio.sleep(wait)
 
     async def resume(
         self,
@@ -195,6 +215,12 @@ class ReferenceDriver:
             protocol.state = ClientState.DISCONNECTED
         if protocol.session is None:
             raise DriverError("resume: the client holds no session to resume")
+        if protocol.state is ClientState.CLOSED:  # a final rejection or close ended it (§4.5)
+            raise DriverError(
+                "resume: the client holds no session to resume: the server ended it with a "
+                "final answer"
+            )
+        await self._honour_retry_after(timeout)
         if token == "previous":
             return await self._replay_previous_token(timeout)
         return await self._attempt("resume", self.client.resume, timeout, after=protocol.last_seq)

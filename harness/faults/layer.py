@@ -61,6 +61,12 @@ class FaultLayer:
         self.port = 0
         self.toxics: list[str] = []
         self._names = itertools.count(1)
+        self._enabled = True
+        # Many clients of one scenario may take the proxy down (or up) at once, as the herd of
+        # a `parallel` step does: one call reaches Toxiproxy, the others find it done. Two
+        # hundred concurrent calls queue in the API client's pool and in Toxiproxy's lock for
+        # longer than their timeout, and the watchdog's probe waits behind them.
+        self._switching = asyncio.Lock()
 
     async def _do(self, action: FaultAction, call: Awaitable[Any]) -> Any:
         op = self.history.invoke("fault", action)
@@ -98,10 +104,20 @@ class FaultLayer:
         return ("127.0.0.1", self.port)
 
     async def down(self) -> None:
-        await self._do(FaultAction(action="down"), self.api.set_enabled(self.name, False))
+        await self._switch(enabled=False)
 
     async def up(self) -> None:
-        await self._do(FaultAction(action="up"), self.api.set_enabled(self.name, True))
+        await self._switch(enabled=True)
+
+    async def _switch(self, *, enabled: bool) -> None:
+        """Enable or disable the proxy; recorded every time, sent only when it changes."""
+        action = FaultAction(action="up" if enabled else "down")
+        async with self._switching:
+            if self._enabled is enabled:
+                await self._do(action, asyncio.sleep(0))
+                return
+            await self._do(action, self.api.set_enabled(self.name, enabled))
+            self._enabled = enabled
 
     async def half_open(self) -> None:
         streams: tuple[Stream, Stream] = ("upstream", "downstream")
@@ -146,8 +162,10 @@ class FaultLayer:
                 await self.api.remove_toxic(self.name, name)
                 self.toxics.remove(name)
             await self.api.set_enabled(self.name, True)
+            self._enabled = True
 
-        await self._do(FaultAction(action="heal"), all_of_it())
+        async with self._switching:
+            await self._do(FaultAction(action="heal"), all_of_it())
 
     async def close(self) -> None:
         await self._do(FaultAction(action="delete"), self.api.delete_proxy(self.name))

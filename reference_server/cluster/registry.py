@@ -30,6 +30,7 @@ from websockets.asyncio.server import ServerConnection
 
 from reference_server import agent, wire
 from reference_server.auth import Credential
+from reference_server.faults import ResumeInput
 from reference_server.protocol import (
     CloseCode,
     ErrorCode,
@@ -155,7 +156,7 @@ class ClusterRegistry(SessionRegistry):
         host.version = host.enqueued = committed.version
         self.hosts[session.session_id] = host
         self.metrics.sessions_opened.inc()
-        host.first_frames = (session.connection_id, self.faults.welcomed(session, frames))
+        host.first_frames = (session.connection_id, self.faults.attached(session, frames))
         return host
 
     # --- resume (§7.2, §7.5) -------------------------------------------------------------
@@ -167,7 +168,7 @@ class ClusterRegistry(SessionRegistry):
         started = time.perf_counter()
         sid = resume.session_id
         seen_attach: int | None = None
-        for _ in range(RESUME_ATTEMPTS):
+        for attempt in range(RESUME_ATTEMPTS):
             try:
                 loaded = await self._load(sid)
                 if loaded is None:
@@ -184,7 +185,9 @@ class ClusterRegistry(SessionRegistry):
                 return None
             seen_attach = loaded.attached
             try:
-                host = await self._decide(ws, resume, credential, client_ip, loaded)
+                host = await self._decide(
+                    ws, resume, credential, client_ip, loaded, first=attempt == 0
+                )
             except _ConflictError:
                 continue
             except STORE_ERRORS as exc:
@@ -203,8 +206,11 @@ class ClusterRegistry(SessionRegistry):
         credential: Credential,
         client_ip: str,
         loaded: LoadedSession,
+        *,
+        first: bool,
     ) -> ClusterHost | None:
-        """One decision on one version; ``_ConflictError`` when another writer came first."""
+        """One decision on one version; ``_ConflictError`` when another writer came first.
+        The planted-fault pause (``resume_delay_s``) is taken once, in the first decision."""
         now = self.clock.now()
         stored = loaded.stored
         session = HeldSession.restore(
@@ -223,13 +229,21 @@ class ClusterRegistry(SessionRegistry):
             enqueued=loaded.version,
             attached=loaded.attached + 1,
         )
-        request = self.faults.resume_request(session, resume)
+        # A node loads the session from Redis at every resume, as one server does once after
+        # a restart: the planted faults of a load (``restored``) act here (docs/faults.md).
+        self.faults.restored(host)
+        delay = self.faults.resume_delay_s(session) if first else 0.0
+        if delay:
+            await asyncio.sleep(delay)
+        checked = self.faults.resume_request(
+            session, ResumeInput(resume, credential.subject, client_ip), now
+        )
         previous_ip = session.client_ip
         result = session.resume(
-            request,
+            checked.resume,
             now=now,
-            user_id=credential.subject,
-            client_ip=self.faults.policy_address(session, client_ip),
+            user_id=checked.subject,
+            client_ip=checked.client_ip,
             credential_fresh=now - credential.issued_at <= self.reauth_max_age_s,
         )
         if not isinstance(result, ResumeAccepted):
@@ -237,7 +251,7 @@ class ClusterRegistry(SessionRegistry):
             await wire.reject(ws, result.rejected, result.close_code)
             return None
         assert isinstance(session, HeldSession)
-        frames = self.faults.resumed(session, session.claim())
+        frames = self.faults.attached(session, session.claim())
         committed = await self._wait(
             CommitOp(host, self._change(host), [], loaded.version, attach=1)
         )
@@ -445,7 +459,11 @@ class ClusterRegistry(SessionRegistry):
         ws, host.ws = host.ws, None
         if ws is None:
             return
-        if closing is not None:
+        if closing is TAKEN_OVER:  # §7.3, through the planted-fault hook as on one server
+            closer = self.faults.taken_over(host.session, ws, closing)
+            if closer is not None:
+                self.spawn(closer)
+        elif closing is not None:
             self.spawn(wire.close_with(ws, closing))
         else:
             self.spawn(

@@ -105,6 +105,53 @@ def test_delivery_ignores_order_when_not_asked() -> None:
     assert True is verdict.passed
 
 
+def parts(*deliveries: tuple[int, str, bool]) -> ClientView:
+    """Client ``c``'s view of reply parts: (position, what it replies to, final)."""
+    history = History()
+    op = history.invoke("c", Connect())
+    history.complete(op, "ok", Outcome(kind="new", session="S", stream="s1", after=0))
+    for position, reply_to, final in deliveries:
+        history.event(
+            "c",
+            Delivered(stream="s1", position=position, kind="reply", reply_to=reply_to, final=final),
+        )
+    return checkers.client_view(history.ops, "c")
+
+
+def test_delivery_passes_replies_that_end_with_their_final_part() -> None:
+    """Two replies, interleaved, each ending with its final part, pass."""
+    verdict = checkers.delivery(
+        parts((1, "m1", False), (2, "m2", False), (3, "m1", True), (4, "m2", True)), DENSE
+    )
+    assert True is verdict.passed
+
+
+def test_delivery_fails_on_a_part_after_the_final_one() -> None:
+    """A reply whose final flag came one part early fails, naming the reply and both parts."""
+    verdict = checkers.delivery(parts((1, "m1", False), (2, "m1", True), (3, "m1", True)), DENSE)
+    assert False is verdict.passed
+    assert (
+        "the reply to m1 went on after its final part: position 3 arrived after the final one, 2"
+        == verdict.message
+    )
+    assert {"stream": "s1", "reply_to": "m1", "final": 2, "after": 3} == verdict.evidence
+
+
+def test_delivery_does_not_count_a_replayed_part_after_the_final_one() -> None:
+    """A part delivered again after the final one (a duplicate) is the duplicate check's
+    business, not a reply that went on."""
+    verdict = checkers.delivery(
+        parts((1, "m1", False), (2, "m1", True), (1, "m1", False)), DENSE, no_duplicates=False
+    )
+    assert True is verdict.passed
+
+
+def test_delivery_ignores_a_reply_going_on_when_order_is_not_asked() -> None:
+    """With ``order`` off, a part after the final one is not judged."""
+    verdict = checkers.delivery(parts((1, "m1", True), (2, "m1", False)), DENSE, order=False)
+    assert True is verdict.passed
+
+
 def test_delivery_fails_on_a_lost_position() -> None:
     """A position below the highest seen that never arrived fails, named as lost."""
     verdict = checkers.delivery(view(1, 2, 4, 5), DENSE)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from harness.matrix import Matrix, render
-from harness.results import ScenarioResult
+from harness.checkers import Verdict
+from harness.matrix import Matrix, evidence, render
+from harness.results import ScenarioResult, StepResult
 
 
 def result(status: str) -> ScenarioResult:
@@ -48,3 +49,32 @@ def test_the_markdown_matrix_marks_each_cell_and_names_the_survivors() -> None:
 def test_an_empty_catalogue_kills_nothing() -> None:
     """No faults: a kill rate of 0, never a vacuous 100%."""
     assert 0.0 == Matrix([], ["one"]).kill_rate
+
+
+def test_the_evidence_names_the_step_and_check_of_each_kill() -> None:
+    """Each kill is reported with its failed step, the check that failed, and what it saw;
+    faults nothing caught have no entry of scenarios."""
+    found = matrix()
+    step = StepResult(
+        path="4",
+        kind="expect",
+        status="failed",
+        expected="delivery to hold",
+        seen="position 3 arrived after 4 (reordered)",
+        verdicts=[
+            Verdict(check="history", passed=True, message="fine"),
+            Verdict(check="delivery", passed=False, message="position 3 arrived after 4"),
+        ],
+    )
+    found.cells[("a", "one")] = ScenarioResult(
+        name="one", file="one.yaml", status="failed", steps=[step]
+    )
+    assert {
+        "one": {
+            "step": "4 (expect)",
+            "check": "delivery",
+            "expected": "delivery to hold",
+            "seen": "position 3 arrived after 4 (reordered)",
+        }
+    } == evidence(found)["a"]
+    assert {} == evidence(found)["b"]
