@@ -103,6 +103,12 @@ def needs(step: m.Step) -> set[str]:
                 out.add("resume_previous_token")
             if step.session_of is not None:
                 out.add("take_over")
+        case m.Race():
+            out |= {"resume", "take_over"}
+            if step.nodes is not None:
+                out.add("nodes")
+            if step.messages:
+                out.add("chat")
         case m.KillNode() | m.StartNode() | m.StoreLink():
             out.add("nodes")
         case m.Connect(node=int()):

@@ -370,6 +370,8 @@ class ScenarioRun:
                 return self._change_ip(self._client(client_name), step)
             case m.Resume():
                 return await self._resume(self._client(client_name), step)
+            case m.Race():
+                return await self._race(step)
             case m.KillNode() | m.StartNode():
                 return await self._node_action(step)
             case m.StoreLink():
@@ -639,6 +641,57 @@ class ScenarioRun:
             retry=step.expect != "unreachable",
         )
         return f"resume: {outcome.kind}{where}"
+
+    async def _race(self, step: m.Race) -> str:
+        """Resumes of one session from every racer at the same instant, one attempt each
+        (§7.5); then the racer that holds the session, if one does, chats."""
+        first = len(self.history.ops)
+        holder = self.clients[step.session_of].driver
+        racers = [self.clients[name] for name in step.clients]
+        nodes: int = getattr(self.faults, "nodes", 1)
+        for racer in racers:  # a connection left from before would first have to close
+            if racer.driver.connected:
+                await self._call(
+                    racer.spec.name,
+                    Disconnect(how="reset"),
+                    racer.driver.disconnect("reset"),
+                    lambda _: Done(),
+                )
+        for i, racer in enumerate(racers):
+            if step.nodes is not None:
+                self._next_node(racer, step.nodes[i])
+            elif nodes > 1:
+                self._next_node(racer, i % nodes + 1)
+        timeout = float(step.timeout)
+
+        async def one(racer: ClientState) -> None:
+            with contextlib.suppress(DriverError):  # the failure is in the history
+                await self._call(
+                    racer.spec.name,
+                    Resume(attempt=1, session_of=step.session_of),
+                    racer.driver.resume(timeout, session_of=holder),
+                    lambda o: o,
+                )
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for racer in racers:
+                    group.create_task(one(racer))
+        except* HarnessInfrastructureError as errors:
+            raise errors.exceptions[0] from None
+        # A resume accepted first and then taken over is closed a moment later: wait (bounded)
+        # until at most one racer is still connected, then for a closing frame on its way.
+        for _ in range(max(1, round(self.waits.settle / 0.01))):  # drivers offer no event
+            if sum(r.driver.connected for r in racers) <= 1:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(self.waits.closing)
+        answers = checkers.race_answers(self.history.ops[first:], step.clients)
+        holders = [a for a in answers if a.holds]
+        if len(holders) == 1 and step.messages:
+            winner = self.clients[holders[0].client]
+            await self._chat(winner, m.Chat(messages=step.messages, timeout=step.timeout))
+        return "; ".join(a.describe() for a in answers)
 
     async def _fetch_context(self, client: ClientState) -> int:
         op = self.history.invoke(client.spec.name, FetchContext())

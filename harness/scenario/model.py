@@ -473,6 +473,43 @@ class Resume(_Step, tag="resume", frozen=True, kw_only=True):
             )
 
 
+class Race(_Step, tag="race", frozen=True, kw_only=True):
+    """Present resumes of one client's session from several clients at the same instant.
+
+    Each client in ``clients`` takes the session, token and position ``session_of`` holds, and
+    all of them resume it at once, each on a connection of its own (on a cluster target, client
+    i to node ``nodes[i]``, or by default to node i). One attempt each, no retry. The step holds
+    when at most one of them still holds the session at its end; every other one was refused,
+    a resume that lost the race with the reason ``lost`` and a hint of when to retry, or was
+    accepted and then closed by the target (§7.5 of docs/protocol.md); and no client lost,
+    doubled or reordered a delivery. The one that holds the session then sends ``messages``
+    and waits for their replies."""
+
+    session_of: NonEmptyStr
+    clients: Annotated[tuple[NonEmptyStr, ...], msgspec.Meta(min_length=2, max_length=8)]
+    nodes: tuple[NodeNumber, ...] | None = None
+    lost: NonEmptyStr = "overloaded"
+    """The reason a resume that lost the race is rejected with (the reference: ``overloaded``)."""
+    messages: Annotated[int, msgspec.Meta(ge=0, le=100)] = 1
+    timeout: Duration = _seconds(5.0)
+    """For each resume, and then for each reply."""
+
+    def __post_init__(self) -> None:
+        if len(set(self.clients)) != len(self.clients):
+            raise ConstraintError("each client races once: `clients` has a name twice", "clients")
+        if self.session_of in self.clients:
+            raise ConstraintError(
+                f"`{self.session_of}` holds the session the others race for; it cannot race",
+                "session_of",
+            )
+        if self.nodes is not None and len(self.nodes) != len(self.clients):
+            raise ConstraintError(
+                f"`nodes` names one node per client: {len(self.clients)} clients, "
+                f"{len(self.nodes)} nodes",
+                "nodes",
+            )
+
+
 class KillNode(_Step, tag="kill_node", frozen=True, kw_only=True):
     """SIGKILL one node of a cluster target; its connections die with it."""
 
@@ -578,6 +615,7 @@ Step: TypeAlias = (
     | ChangeIp
     | Resume
     | ReconnectFresh
+    | Race
     | KillNode
     | StartNode
     | StoreLink
@@ -598,6 +636,7 @@ _STEP_CLASSES: Final[tuple[type[_Step], ...]] = (
     ChangeIp,
     Resume,
     ReconnectFresh,
+    Race,
     KillNode,
     StartNode,
     StoreLink,
