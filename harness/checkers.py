@@ -147,6 +147,10 @@ def attempts(ops: Sequence[Op], client: str) -> list[tuple[Op, Op | None]]:
 # --- resumes decided at the same time (§7.5) -------------------------------------------------
 
 
+ABNORMAL_CLOSURE = 1006
+"""RFC 6455 §7.1.5: the connection closed without a close frame (no one closed it on purpose)."""
+
+
 @dataclass(frozen=True)
 class RaceAnswer:
     """What one client of a race got: its resume's answer, and whether the target closed its
@@ -157,7 +161,8 @@ class RaceAnswer:
     """None: no answer (the attempt failed or never completed)."""
     error: str | None = None
     closed: Closed | None = None
-    """The first close of its connection the client saw after presenting its resume."""
+    """The first close of its connection by the target (with a code the target sent) the
+    client saw after presenting its resume."""
 
     @property
     def accepted(self) -> bool:
@@ -196,11 +201,15 @@ def race_answers(ops: Sequence[Op], clients: Sequence[str]) -> list[RaceAnswer]:
             continue
         # After the invocation, not the answer: a takeover's close can be observed before
         # the call that was accepted returns. The racer had no other connection open then.
+        # Only a close the target made counts (a code it sent; not 1006, a connection lost).
         closed = next(
             (
                 op.body
                 for op in ops
-                if op.process == client and op.index > invoked.index and isinstance(op.body, Closed)
+                if op.process == client
+                and op.index > invoked.index
+                and isinstance(op.body, Closed)
+                and op.body.code not in (None, ABNORMAL_CLOSURE)
             ),
             None,
         )

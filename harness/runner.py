@@ -32,6 +32,7 @@ from harness.history import (
     AdvanceClock,
     AwaitReply,
     Body,
+    Closed,
     ContextValue,
     Disconnect,
     Done,
@@ -690,8 +691,25 @@ class ScenarioRun:
         holders = [a for a in answers if a.holds]
         if len(holders) == 1 and step.messages:
             winner = self.clients[holders[0].client]
-            await self._chat(winner, m.Chat(messages=step.messages, timeout=step.timeout))
+            try:
+                await self._chat(winner, m.Chat(messages=step.messages, timeout=step.timeout))
+            except DriverError:
+                # A resume decided after the winner's may have ended the session (revoked it,
+                # §7.5): the target then closes the winner's connection, maybe only now. Wait,
+                # bounded, for that close to be recorded; the judge decides on all of it.
+                await self._until_closed(winner.spec.name, first)
+                raise
         return "; ".join(a.describe() for a in answers)
+
+    async def _until_closed(self, name: str, first: int) -> None:
+        """Wait (at most ``settle``) until ``name`` observed a close after op ``first``."""
+        for _ in range(max(1, round(self.waits.settle / 0.01))):  # drivers offer no event
+            if any(
+                op.process == name and isinstance(op.body, Closed)
+                for op in self.history.ops[first:]
+            ):
+                return
+            await asyncio.sleep(0.01)
 
     async def _fetch_context(self, client: ClientState) -> int:
         op = self.history.invoke(client.spec.name, FetchContext())

@@ -211,7 +211,12 @@ class ReferenceDriver:
             other = session_of.client.protocol
             if other.session is None:
                 raise DriverError(f"{session_of.name} has no session to take over")
+            # The other client's session, position and request numbering; none of this
+            # client's own unacknowledged requests, which belong to a session it held before
+            # (sent again into this one, they would be a protocol error).
             protocol.session, protocol.last_seq = other.session, other.last_seq
+            protocol.next_seq = other.next_seq
+            protocol.unacked.clear()
             protocol.state = ClientState.DISCONNECTED
         if protocol.session is None:
             raise DriverError("resume: the client holds no session to resume")

@@ -846,3 +846,12 @@ def test_race_fails_when_no_resume_is_accepted_or_one_gets_no_answer() -> None:
     silent = checkers.race(race_history(("a", ACCEPTED, None), ("b", None, None)), "overloaded")
     assert (False, "an answer to every resume") == (silent.passed, silent.expected)
     assert "b: no answer (connection refused)" in silent.message
+
+
+def test_race_does_not_count_a_lost_connection_as_the_targets_close() -> None:
+    """A connection that died without a close frame (1006) was not closed by the target: two
+    accepted resumes, one of them merely cut, still hold the session twice."""
+    verdict = checkers.race(
+        race_history(("a", ACCEPTED, 1006), ("b", ACCEPTED, None)), "overloaded"
+    )
+    assert (False, "at most one winner") == (verdict.passed, verdict.expected)

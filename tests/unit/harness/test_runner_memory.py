@@ -1223,3 +1223,26 @@ async def test_race_catches_a_doubled_delivery() -> None:
     )
     assert "failed" == ran.step("2").status
     assert [("race", True), ("delivery", False)] == ran.verdicts("2")[:2]
+
+
+async def test_racers_take_the_session_over_afresh_in_every_round() -> None:
+    """A racer that held an earlier session takes the next one over with the holder's
+    numbering, not its own: round after round the winner's message is answered (it was
+    closed with a protocol error when its requests of the old session were sent again)."""
+    ran = await run(
+        """
+        - repeat:
+            times: 3
+            steps:
+              - connect: {client: holder}
+              - chat: {client: holder, messages: 2}
+              - drop: {client: holder, how: close}
+              - race: {session_of: holder, clients: [one, two], messages: 2}
+        """,
+        clients=RACERS,
+    )
+    races = [s for s in ran.steps if s.kind == "race"]
+    assert ["passed"] * 3 == [s.status for s in races], [s.message for s in races]
+    assert [("race", True), ("chat", True)] * 3 == [
+        (v.check, v.passed) for s in races for v in s.verdicts
+    ]
