@@ -328,6 +328,38 @@ async def test_an_acknowledged_request_is_processed_once_across_nodes(nodes: Nod
         assert 2 == (await client.history()).total
 
 
+@pytest.mark.asyncio
+async def test_a_node_stopped_gracefully_leaves_its_sessions_to_resume_elsewhere(
+    redis_url: str,
+) -> None:
+    """Node a stopped (as a deploy drains it) with a client attached: the client's connection
+    closes, its session is stored detached before a stops, and its resume on node b is full,
+    same epoch, with the conversation whole."""
+    clock = VirtualClock()
+    b = ReferenceServer(config(store=redis_url, node_id="b"), clock=clock)
+    async with b:
+        client = AsyncClient("", token())
+        try:
+            async with ReferenceServer(config(store=redis_url, node_id="a"), clock=clock) as a:
+                client.url = a.url
+                welcome = await client.connect()
+                assert isinstance(welcome, Attached)
+                await client.chat("my name is Ada")
+                sid = welcome.session_id
+            await client.wait_for(lambda: not client.connected or None, WAIT_S, "the close")
+            meta = await _redis(b).client.hgetall(f"wsc:{{{sid}}}:meta")
+            assert b"" == meta[b"own"], meta
+            await client.drop()
+            client.url = b.url
+            resumed = await client.resume()
+            assert isinstance(resumed, Attached)
+            assert ("full", welcome.epoch) == (resumed.outcome, resumed.epoch)
+            assert await client.chat("what is my name")
+            assert 4 == (await client.history()).total
+        finally:
+            await client.drop()
+
+
 # --- kill -9: nodes and Redis as processes -----------------------------------------------
 
 
