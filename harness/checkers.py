@@ -219,9 +219,10 @@ def race_answers(ops: Sequence[Op], clients: Sequence[str]) -> list[RaceAnswer]:
 
 def race(answers: Sequence[RaceAnswer], lost: str) -> Verdict:
     """§7.5: of resumes of one resumable session presented at once, at least one is accepted
-    and at most one client holds the session at the end; a resume that lost the race is
-    rejected with ``lost`` and a hint of when to retry, and only when another was accepted;
-    every other client was rejected, or accepted and then closed by the target."""
+    and at most one client holds the session at the end, exactly one when all were accepted
+    (each took it over in turn); a resume that lost the race is rejected with ``lost`` and a
+    hint of when to retry, and only when another was accepted; every other client was
+    rejected, or accepted and then closed by the target."""
     said = "; ".join(a.describe() for a in answers)
     evidence: dict[str, Any] = {"answers": [a.describe() for a in answers]}
     silent = [a for a in answers if a.answer is None]
@@ -250,6 +251,17 @@ def race(answers: Sequence[RaceAnswer], lost: str) -> Verdict:
             passed=False,
             message=f"no resume was accepted: {said}",
             expected="one resume accepted (one server would have accepted the first)",
+            evidence=evidence,
+        )
+    if len(accepted) == len(answers) and not holders:
+        # Every resume accepted: one took the session over from the other, in some order, and
+        # one server would have left the last one holding it (a takeover closes only the
+        # connection it displaced, §7.3).
+        return Verdict(
+            check="race",
+            passed=False,
+            message=f"every resume was accepted and every connection closed: {said}",
+            expected="the last resume to take the session over holding it",
             evidence=evidence,
         )
     unhinted = [a for a in losers if a.answer is not None and a.answer.retry_after is None]

@@ -149,6 +149,7 @@ class StoreWriter:
                         owner=self.node_id,
                         attach=op.attach,
                         now=self.now(),
+                        attached=op.host.attached - op.attach,  # fencing by attach too
                     )
                     if op.attach:
                         pipe.sadd(store.node_sessions_key(self.node_id), sid)
@@ -156,7 +157,8 @@ class StoreWriter:
                         pipe.zadd(store.expiry_key, {sid: op.expires_at})
                         pipe.srem(store.node_sessions_key(self.node_id), sid)
                 else:
-                    store.queue_delete(pipe, op.session_id, op.reason, op.at, op.expected)
+                    attached = -1 if op.host is None else op.host.attached
+                    store.queue_delete(pipe, op.session_id, op.reason, op.at, op.expected, attached)
             replies = await pipe.execute(raise_on_error=False)
         return [replies[at] for at in script_at]
 

@@ -73,17 +73,22 @@ exceptions, ``ConnectionError`` and ``TimeoutError`` among them)."""
 # ARGV: 1 expected version (0: the session must not exist), 2 snapshot, 3 user, 4 owner,
 #       5 attach increment, 6 detached at (empty: attached), 7 replay keeps seqs >= this,
 #       8 frames, 9 ids, 10 entries (counts), 11 context (empty: unchanged), 12 ids kept from,
-#       13 updated at; then the frames as (seq, member), ids as (id, seq), entries as
-#       (index, member).
+#       13 updated at, 14 expected attach count (-1: any); then the frames as (seq, member),
+#       ids as (id, seq), entries as (index, member).
 # Returns {1, new version, highest stored seq} or {0, stored version}.
+# The attach count fences as the version does, where the version alone cannot: a node that
+# pipelines two commits expects versions v and v+1, and if another node's takeover made v+1
+# in between, only the attach count tells the second commit from the takeover's.
 _COMMIT = """
 local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
 if ver ~= tonumber(ARGV[1]) then return {0, ver} end
+local att = tonumber(redis.call('HGET', KEYS[1], 'att') or '0')
+if tonumber(ARGV[14]) >= 0 and att ~= tonumber(ARGV[14]) then return {0, ver} end
 local top = 0
 local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 if #last > 0 then top = tonumber(last[2]) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[7])
-local i = 14
+local i = 15
 for _ = 1, tonumber(ARGV[8]) do
   local seq = tonumber(ARGV[i])
   if seq > top then
@@ -112,11 +117,13 @@ return {1, ver + 1, top}
 """
 
 # KEYS: meta replay ids hist ctx tomb
-# ARGV: 1 expected version (-1: any), 2 reason, 3 at
-# Returns 1 if the session was deleted now, 0 if its version moved or it is gone.
+# ARGV: 1 expected version (-1: any), 2 reason, 3 at, 4 expected attach count (-1: any)
+# Returns 1 if the session was deleted now, 0 if its version or attach count moved or it is gone.
 _DELETE = """
 local ver = redis.call('HGET', KEYS[1], 'ver')
 if tonumber(ARGV[1]) >= 0 and tonumber(ver or '0') ~= tonumber(ARGV[1]) then return 0 end
+local att = tonumber(redis.call('HGET', KEYS[1], 'att') or '0')
+if tonumber(ARGV[4]) >= 0 and att ~= tonumber(ARGV[4]) then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('HSET', KEYS[6], 'reason', ARGV[2], 'at', ARGV[3])
 if ver then return 1 end
@@ -245,9 +252,17 @@ class RedisStore:
     # --- writing -------------------------------------------------------------------------
 
     def commit_args(
-        self, change: Change, *, expected: int, owner: str, attach: int, now: float
+        self,
+        change: Change,
+        *,
+        expected: int,
+        owner: str,
+        attach: int,
+        now: float,
+        attached: int = -1,
     ) -> tuple[list[str], list[Any]]:
-        """The keys and arguments of the commit script for one change."""
+        """The keys and arguments of the commit script for one change; with ``attached`` (not
+        -1), only if the session's attach count is that too."""
         snapshot = change.snapshot
         sid = snapshot.session_id
         replay = change.replay
@@ -270,6 +285,7 @@ class RedisStore:
             b"" if change.context is None else _encoder.encode(change.context),
             change.request_ids_from,
             repr(now),
+            attached,
         ]
         for seq, frame in frames:
             args += [seq, b"%d|%s" % (seq, frame)]
@@ -280,30 +296,52 @@ class RedisStore:
         return self._keys(sid), args
 
     async def commit(
-        self, change: Change, *, expected: int, owner: str = "", attach: int = 0, now: float = 0.0
+        self,
+        change: Change,
+        *,
+        expected: int,
+        owner: str = "",
+        attach: int = 0,
+        now: float = 0.0,
+        attached: int = -1,
     ) -> Committed:
-        """Apply one change if the session is at version ``expected`` (0: a new session)."""
+        """Apply one change if the session is at version ``expected`` (0: a new session) and,
+        with ``attached``, at that attach count."""
         keys, args = self.commit_args(
-            change, expected=expected, owner=owner, attach=attach, now=now
+            change, expected=expected, owner=owner, attach=attach, now=now, attached=attached
         )
         return self.commit_result(change.snapshot.session_id, await self._commit(keys, args))
 
     def queue_commit(
-        self, pipe: Any, change: Change, *, expected: int, owner: str, attach: int, now: float
+        self,
+        pipe: Any,
+        change: Change,
+        *,
+        expected: int,
+        owner: str,
+        attach: int,
+        now: float,
+        attached: int = -1,
     ) -> None:
         """Queue the commit script on a pipeline (EVALSHA: the scripts are loaded first with
         ``load_scripts``, and again after a NOSCRIPT answer)."""
         keys, args = self.commit_args(
-            change, expected=expected, owner=owner, attach=attach, now=now
+            change, expected=expected, owner=owner, attach=attach, now=now, attached=attached
         )
         pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
 
     def queue_delete(
-        self, pipe: Any, session_id: str, reason: str, at: float, expected: int
+        self,
+        pipe: Any,
+        session_id: str,
+        reason: str,
+        at: float,
+        expected: int,
+        attached: int = -1,
     ) -> None:
         """Queue the delete script and the index updates that follow it on a pipeline."""
         keys = [*self._keys(session_id), self._tomb(session_id)]
-        pipe.evalsha(self._delete.sha, len(keys), *keys, expected, reason, repr(at))
+        pipe.evalsha(self._delete.sha, len(keys), *keys, expected, reason, repr(at), attached)
         pipe.zadd(self.tombstones_key, {session_id: at})
         pipe.zrem(self.expiry_key, session_id)
 
@@ -326,11 +364,15 @@ class RedisStore:
         """Stop assuming anything about what is stored for ``sid``."""
         self._highest_seq.pop(sid, None)
 
-    async def delete(self, session_id: str, reason: str, at: float, *, expected: int = -1) -> bool:
+    async def delete(
+        self, session_id: str, reason: str, at: float, *, expected: int = -1, attached: int = -1
+    ) -> bool:
         """Delete everything the session held and leave a tombstone, if its version is
-        ``expected`` (-1: whatever it is); True when this call deleted it."""
+        ``expected`` and its attach count ``attached`` (-1: whatever it is); True when this
+        call deleted it."""
         keys = [*self._keys(session_id), self._tomb(session_id)]
-        deleted = bool(await self._delete(keys=keys, args=[expected, reason, repr(at)]))
+        args: list[str | int] = [expected, reason, repr(at), attached]
+        deleted = bool(await self._delete(keys=keys, args=args))
         self._highest_seq.pop(session_id, None)
         await self._after_delete(session_id, at)
         return deleted

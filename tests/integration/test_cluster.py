@@ -487,3 +487,33 @@ async def _until(condition: Callable[[], bool], timeout: float = WAIT_S) -> None
             if condition():
                 return
             await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+async def test_an_older_attachs_pipelined_commit_cannot_land_on_a_takeovers_version(
+    redis_url: str,
+) -> None:
+    """Fencing is by attach count as well as version: node a queues two commits of its
+    attach, expecting versions 1 and 2; node b's takeover commits first (version 1 to 2), so
+    a's first commit is refused, and so is its second, although it expects the version b's
+    takeover produced (found by scenarios/cluster/07: both racers were then closed 4001)."""
+    from reference_server.store.base import Change
+
+    from .test_store import _snapshot
+
+    store = RedisStore(redis_url)
+    try:
+        change = Change(snapshot=_snapshot("s1"), replay=())
+        opened = await store.commit(change, expected=0, owner="a", attach=1, attached=0)
+        assert (True, 1) == (opened.ok, opened.version)
+        taken = await store.commit(change, expected=1, owner="b", attach=1, attached=1)
+        assert (True, 2) == (taken.ok, taken.version)
+        first = await store.commit(change, expected=1, owner="a", attached=1)
+        second = await store.commit(change, expected=2, owner="a", attached=1)
+        assert [(False, 2), (False, 2)] == [(c.ok, c.version) for c in (first, second)]
+        assert not await store.delete("s1", "closed", 0.0, expected=2, attached=1)
+        loaded = await store.load("s1")
+        assert loaded is not None
+        assert ("b", 2, 2) == (loaded.owner, loaded.version, loaded.attached)
+    finally:
+        await store.close()

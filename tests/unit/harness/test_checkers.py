@@ -855,3 +855,15 @@ def test_race_does_not_count_a_lost_connection_as_the_targets_close() -> None:
         race_history(("a", ACCEPTED, 1006), ("b", ACCEPTED, None)), "overloaded"
     )
     assert (False, "at most one winner") == (verdict.passed, verdict.expected)
+
+
+def test_race_fails_when_every_resume_was_accepted_and_every_connection_closed() -> None:
+    """Taken over in turn, the last one holds the session: both closed as taken over leaves
+    it to no one, which no order of one server's decisions gives."""
+    verdict = checkers.race(
+        race_history(("a", ACCEPTED, 4001), ("b", ACCEPTED, 4001)), "overloaded"
+    )
+    assert (False, "the last resume to take the session over holding it") == (
+        verdict.passed,
+        verdict.expected,
+    )
