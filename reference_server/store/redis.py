@@ -25,9 +25,11 @@ updated after the session's own script, and every decision is taken again inside
 session's slot, so a stale index entry costs a look-up, never a wrong answer.
 
 Atomicity. A commit is one Lua script that checks ``ver`` against the version the writer
-last saw and refuses the whole change otherwise (compare-and-set): a node that lost a session
-to another node cannot write over it (fencing), and two resumes decided at once on two nodes
-cannot both be committed. Loading a session is one MULTI/EXEC transaction.
+expects and ``att`` against the attach it holds, and refuses the whole change otherwise
+(compare-and-set): a node that lost a session to another node cannot write over it (fencing),
+and two resumes decided at once on two nodes cannot both be committed. The version alone
+would not fence: a node pipelines its commits, expecting v and then v+1, and another node's
+takeover can make v+1 in between. Loading a session is one MULTI/EXEC transaction.
 
 Durability is Redis's own: with ``appendonly yes`` every write is in the append-only file
 before Redis answers it, so a change whose commit was answered survives Redis being killed;
