@@ -1,13 +1,15 @@
 """Resume latency: how long a dropped client takes to get its session back.
 
 ``N`` cycles of ``AsyncClient.drop()`` (the transport is aborted, as a network drop would) then
-``resume()``, against the reference server in a child process, with the memory store and with
-the SQLite store. A cycle is timed from the start of ``resume()`` to the ``Attached`` event: a
-new TCP connection, the WebSocket handshake (with the bearer token checked), the ``resume``
-frame, the server's checks, token rotation and commit, and the ``resumed`` answer. The baseline,
-in the same run: ``N`` bare ``websockets.asyncio.client.connect()`` calls against
-``bench.echo_server``, timed from the call to the open connection (each is then closed).
-Figures are per-cycle percentiles, in milliseconds.
+``resume()``, against the reference server in a child process, with the memory store, the
+SQLite store, and the Redis store: one node (every resume on the node the session was on) and
+two nodes on one Redis (every resume on the other node). A cycle is timed from the start of
+``resume()`` to the ``Attached`` event: a new TCP connection, the WebSocket handshake (with the
+bearer token checked), the ``resume`` frame, the server's checks, token rotation and commit,
+and the ``resumed`` answer. The baseline, in the same run: ``N`` bare
+``websockets.asyncio.client.connect()`` calls against ``bench.echo_server``, timed from the
+call to the open connection (each is then closed). Figures are per-cycle percentiles, in
+milliseconds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from harness.checkers import percentile
 from reference_server.aio_client import AsyncClient
 from reference_server.launcher import ServerProcess
 from reference_server.protocol import Attached
+from reference_server.redis_process import RedisProcess
 
 from .echo_server import EchoServerProcess
 from .throughput import (
@@ -74,9 +77,12 @@ async def _server_metrics(url: str) -> dict[str, float]:
     return found
 
 
-async def measure_resumes(url: str, token: str, cycles: int) -> Latencies:
-    """Open a session, then ``cycles`` timed drop-and-resume cycles (after a few untimed)."""
+async def measure_resumes(url: str, token: str, cycles: int, other: str | None = None) -> Latencies:
+    """Open a session, then ``cycles`` timed drop-and-resume cycles (after a few untimed);
+    with ``other`` (a second node of a cluster), every resume goes to the node the previous
+    connection was not on."""
     client = AsyncClient(url, token)
+    nodes = [url] if other is None else [url, other]
     samples: list[float] = []
     outcomes: Counter[str] = Counter()
     try:
@@ -88,6 +94,7 @@ async def measure_resumes(url: str, token: str, cycles: int) -> Latencies:
         async def cycle() -> tuple[float, Attached]:
             await client.drop()
             await asyncio.sleep(PAUSE_S)
+            client.url = nodes[(nodes.index(client.url) + 1) % len(nodes)]
             start = time.perf_counter()
             result = await client.resume()
             elapsed = time.perf_counter() - start
@@ -98,6 +105,7 @@ async def measure_resumes(url: str, token: str, cycles: int) -> Latencies:
         for _ in range(WARMUP):
             await cycle()
         before = await _server_metrics(url)
+        before_other = await _server_metrics(other) if other is not None else {}
         for _ in range(cycles):
             elapsed, result = await cycle()
             samples.append(elapsed)
@@ -105,6 +113,11 @@ async def measure_resumes(url: str, token: str, cycles: int) -> Latencies:
         if client.errors:
             raise BenchError(f"protocol errors: {client.errors}")
         after = await _server_metrics(url)
+        if other is not None:  # the resumes were served by both nodes: add them up
+            second_before, second_after = before_other, await _server_metrics(other)
+            for name in after:
+                after[name] += second_after.get(name, 0.0)
+                before[name] += second_before.get(name, 0.0)
     finally:
         with contextlib.suppress(Exception):
             await client.bye()
@@ -139,14 +152,25 @@ async def _measure(quick: bool) -> tuple[int, dict[str, Latencies], list[str]]:
             sqlite: ServerProcess = await stack.enter_async_context(
                 reference_server(f"sqlite:{workdir / 'b.db'}", creds, workdir, "sqlite")
             )
+            redis = stack.enter_context(RedisProcess(workdir / "redis"))
+            node_a: ServerProcess = await stack.enter_async_context(
+                reference_server(redis.url, creds, workdir, "node-a")
+            )
+            node_b: ServerProcess = await stack.enter_async_context(
+                reference_server(redis.url, creds, workdir, "node-b")
+            )
             async with asyncio.timeout(120):
                 results = {
                     "echo": await measure_opens(echo.url, cycles),
                     "memory": await measure_resumes(memory.url, creds.token, cycles),
                     "sqlite": await measure_resumes(sqlite.url, creds.token, cycles),
+                    "redis_same": await measure_resumes(node_a.url, creds.token, cycles),
+                    "redis_other": await measure_resumes(
+                        node_a.url, creds.token, cycles, other=node_b.url
+                    ),
                 }
             await stack.aclose()  # stop the servers, then read their logs
-            return cycles, results, log_problems(memory, sqlite)
+            return cycles, results, log_problems(memory, sqlite, node_a, node_b)
 
 
 def _table(cycles: int, results: dict[str, Latencies], problems: list[str]) -> str:
@@ -154,6 +178,8 @@ def _table(cycles: int, results: dict[str, Latencies], problems: list[str]) -> s
         "echo": "bare websockets `connect()` to the echo server (baseline)",
         "memory": "drop + resume, memory store",
         "sqlite": "drop + resume, SQLite store",
+        "redis_same": "drop + resume, Redis store, on the same node",
+        "redis_other": "drop + resume, Redis store, on the other node (two nodes)",
     }
     base = results["echo"].percentile(50)
     lines = [
@@ -170,7 +196,7 @@ def _table(cycles: int, results: dict[str, Latencies], problems: list[str]) -> s
             f"| {max(lat.samples) * 1e3:.2f} | {lat.percentile(50) / base:.2f}x |"
         )
     lines.append("")
-    for name in ("memory", "sqlite"):
+    for name in ("memory", "sqlite", "redis_same", "redis_other"):
         lat = results[name]
         count = lat.server.get("ws_resume_seconds_count", 0.0)
         mean = lat.server.get("ws_resume_seconds_sum", 0.0) / count * 1e3 if count else 0.0

@@ -2,8 +2,9 @@
 
 Topology, the same for every target: each server runs in its own child process (one is
 driven at a time; the others sit idle), the client in this process, over 127.0.0.1. The targets
-are the reference server (``--chunk-delay 0``) with the memory store and with the SQLite store,
-and ``bench.echo_server``, which answers each frame with as many frames as the reference agent
+are the reference server (``--chunk-delay 0``) with the memory store, the SQLite store and the Redis
+store (one node on a ``redis-server`` of its own, append-only file, over 127.0.0.1), and
+``bench.echo_server``, which answers each frame with as many frames as the reference agent
 streams per user message (measured from a real reply first), each of the average size of a real
 reply chunk.
 
@@ -47,6 +48,7 @@ from reference_server.protocol import (
     codec,
 )
 from reference_server.protocol.messages import ReplyChunk, UserMessage
+from reference_server.redis_process import RedisProcess
 
 from .echo_server import EchoServerProcess
 
@@ -286,14 +288,17 @@ async def run_reference(
     connections: int = CONNECTIONS,
     per_connection: int = PER_CONNECTION,
     server_pid: int | None = None,
+    store_pid: int | None = None,
 ) -> Run:
-    """One timed run against a reference server at ``url`` (sessions opened before timing)."""
+    """One timed run against a reference server at ``url`` (sessions opened before timing);
+    the server CPU counted is the server's plus, with ``store_pid``, its store process's."""
     _check_flood_budget(requests, connections)
     sessions: list[tuple[ClientConnection, ClientProtocol]] = []
     try:
         for _ in range(connections):
             sessions.append(await open_session(url, token))
-        cpu0, server0, start = time.process_time(), cpu_seconds(server_pid), time.perf_counter()
+        server0 = cpu_seconds(server_pid) + cpu_seconds(store_pid)
+        cpu0, start = time.process_time(), time.perf_counter()
         async with asyncio.timeout(RUN_TIMEOUT_S):
             results = await asyncio.gather(
                 *(
@@ -304,7 +309,8 @@ async def run_reference(
                 )
             )
         seconds = time.perf_counter() - start
-        server_cpu, client_cpu = cpu_seconds(server_pid) - server0, time.process_time() - cpu0
+        server_cpu = cpu_seconds(server_pid) + cpu_seconds(store_pid) - server0
+        client_cpu = time.process_time() - cpu0
     finally:
         await asyncio.gather(*(close_session(ws, p) for ws, p in sessions))
     frames = sum(f for f, _ in results)
@@ -385,26 +391,41 @@ async def _measure(quick: bool) -> Measured:
             sqlite = await stack.enter_async_context(
                 reference_server(f"sqlite:{workdir / 'b.db'}", creds, workdir, "sqlite")
             )
+            redis = stack.enter_context(RedisProcess(workdir / "redis"))
+            on_redis = await stack.enter_async_context(
+                reference_server(redis.url, creds, workdir, "redis")
+            )
             chunks, size = await measure_reply(memory.url, creds.token)
             echo = await stack.enter_async_context(EchoServerProcess(frames=chunks, size=size))
             # One untimed run each first: code paths, allocators and caches warm up.
             warmup = min(requests, WARMUP_REQUESTS)
             await run_echo(echo.url, warmup, chunks=chunks)
-            for server in (memory, sqlite):
+            redis_pid = redis.process.pid if redis.process is not None else None
+            stores = (
+                ("memory", memory, None),
+                ("sqlite", sqlite, None),
+                ("redis", on_redis, redis_pid),
+            )
+            for _, server, _ in stores:
                 await run_reference(server.url, creds.token, warmup, chunks=chunks)
-            runs: dict[str, list[Run]] = {"echo": [], "memory": [], "sqlite": []}
+            runs: dict[str, list[Run]] = {"echo": [], "memory": [], "sqlite": [], "redis": []}
             for _ in range(repeats):  # interleaved, so drift hits every target alike
                 runs["echo"].append(
                     await run_echo(echo.url, requests, chunks=chunks, server_pid=echo.pid)
                 )
-                for name, server in (("memory", memory), ("sqlite", sqlite)):
+                for name, server, store_pid in stores:
                     runs[name].append(
                         await run_reference(
-                            server.url, creds.token, requests, chunks=chunks, server_pid=server.pid
+                            server.url,
+                            creds.token,
+                            requests,
+                            chunks=chunks,
+                            server_pid=server.pid,
+                            store_pid=store_pid,
                         )
                     )
             await stack.aclose()  # stop the servers, then read their logs
-            return Measured(runs, chunks, size, log_problems(memory, sqlite))
+            return Measured(runs, chunks, size, log_problems(memory, sqlite, on_redis))
 
 
 def _cpu_per_request(runs: list[Run], which: str) -> float | None:
@@ -426,6 +447,7 @@ def _table(m: Measured) -> str:
         "echo": "bare websockets echo (baseline)",
         "memory": "reference server, memory store",
         "sqlite": "reference server, SQLite store",
+        "redis": "reference server, Redis store (one node, redis-server on loopback)",
     }
     repeats = len(m.runs["echo"])
     ratio = m.best("memory").frames_per_s / echo.frames_per_s
@@ -447,7 +469,8 @@ def _table(m: Measured) -> str:
         f"{PER_CONNECTION} each); a reply is {m.chunks} frames (reply chunks, measured from a "
         f"real reply; the echo sends {m.chunks} frames of {m.size} bytes). Best of {repeats} "
         "run(s) after an untimed one, runs interleaved; CPU is user + system over the timed "
-        "part of every run.",
+        "part of every run; for the Redis store, server CPU is the node's and "
+        "redis-server's together.",
         "",
         "| server | requests/s | reply frames/s | vs echo | reply frames/s, every run "
         "| server CPU µs/request | client CPU µs/request |",

@@ -144,6 +144,148 @@ def attempts(ops: Sequence[Op], client: str) -> list[tuple[Op, Op | None]]:
     ]
 
 
+# --- resumes decided at the same time (§7.5) -------------------------------------------------
+
+
+ABNORMAL_CLOSURE = 1006
+"""RFC 6455 §7.1.5: the connection closed without a close frame (no one closed it on purpose)."""
+
+
+@dataclass(frozen=True)
+class RaceAnswer:
+    """What one client of a race got: its resume's answer, and whether the target closed its
+    connection after accepting it."""
+
+    client: str
+    answer: Outcome | None
+    """None: no answer (the attempt failed or never completed)."""
+    error: str | None = None
+    closed: Closed | None = None
+    """The first close of its connection by the target (with a code the target sent) the
+    client saw after presenting its resume."""
+
+    @property
+    def accepted(self) -> bool:
+        return self.answer is not None and self.answer.kind in ("full", "degraded")
+
+    @property
+    def holds(self) -> bool:
+        """Accepted and not closed since: the client holds the session."""
+        return self.accepted and self.closed is None
+
+    def describe(self) -> str:
+        if self.answer is None:
+            return f"{self.client}: no answer ({self.error or 'never completed'})"
+        said = self.answer.kind + (f" ({self.answer.reason})" if self.answer.reason else "")
+        if self.answer.retry_after is not None:
+            said += f", retry after {self.answer.retry_after:g} s"
+        if self.closed is not None:
+            said += f", then closed {self.closed.code} ({self.closed.reason})"
+        return f"{self.client}: {said}"
+
+
+def race_answers(ops: Sequence[Op], clients: Sequence[str]) -> list[RaceAnswer]:
+    """Each racing client's last resume in ``ops`` (a race step's own operations), and the
+    first close of its connection it saw after presenting it."""
+    out = []
+    for client in clients:
+        tries = [t for t in attempts(ops, client) if isinstance(t[0].body, Resume)]
+        if not tries or tries[-1][1] is None:
+            out.append(RaceAnswer(client, None))
+            continue
+        invoked, done = tries[-1]
+        assert done is not None
+        if not isinstance(done.body, Outcome):
+            error = getattr(done.body, "error", None)
+            out.append(RaceAnswer(client, None, error=error))
+            continue
+        # After the invocation, not the answer: a takeover's close can be observed before
+        # the call that was accepted returns. The racer had no other connection open then.
+        # Only a close the target made counts (a code it sent; not 1006, a connection lost).
+        closed = next(
+            (
+                op.body
+                for op in ops
+                if op.process == client
+                and op.index > invoked.index
+                and isinstance(op.body, Closed)
+                and op.body.code not in (None, ABNORMAL_CLOSURE)
+            ),
+            None,
+        )
+        out.append(RaceAnswer(client, done.body, closed=closed))
+    return out
+
+
+def race(answers: Sequence[RaceAnswer], lost: str) -> Verdict:
+    """§7.5: of resumes of one resumable session presented at once, at least one is accepted
+    and at most one client holds the session at the end, exactly one when all were accepted
+    (each took it over in turn); a resume that lost the race is rejected with ``lost`` and a
+    hint of when to retry, and only when another was accepted; every other client was
+    rejected, or accepted and then closed by the target."""
+    said = "; ".join(a.describe() for a in answers)
+    evidence: dict[str, Any] = {"answers": [a.describe() for a in answers]}
+    silent = [a for a in answers if a.answer is None]
+    if silent:
+        return Verdict(
+            check="race",
+            passed=False,
+            message=said,
+            expected="an answer to every resume",
+            evidence=evidence,
+        )
+    holders = [a for a in answers if a.holds]
+    accepted = [a for a in answers if a.accepted]
+    losers = [a for a in answers if a.answer is not None and a.answer.reason == lost]
+    if len(holders) > 1:
+        return Verdict(
+            check="race",
+            passed=False,
+            message=f"{len(holders)} clients hold the session: {said}",
+            expected="at most one winner",
+            evidence=evidence,
+        )
+    if not accepted:
+        return Verdict(
+            check="race",
+            passed=False,
+            message=f"no resume was accepted: {said}",
+            expected="one resume accepted (one server would have accepted the first)",
+            evidence=evidence,
+        )
+    if len(accepted) == len(answers) and not holders:
+        # Every resume accepted: one took the session over from the other, in some order, and
+        # one server would have left the last one holding it (a takeover closes only the
+        # connection it displaced, §7.3).
+        return Verdict(
+            check="race",
+            passed=False,
+            message=f"every resume was accepted and every connection closed: {said}",
+            expected="the last resume to take the session over holding it",
+            evidence=evidence,
+        )
+    unhinted = [a for a in losers if a.answer is not None and a.answer.retry_after is None]
+    if unhinted:
+        return Verdict(
+            check="race",
+            passed=False,
+            message=f"a lost race without a retry hint: {said}",
+            expected=f"a resume that lost the race rejected {lost} with a retry hint",
+            evidence=evidence,
+        )
+    # Which of §7.5's cases it was: a resume lost the race; or they were decided one after
+    # another, each taking the session over (all accepted); or a later one was refused (its
+    # token consumed: revoked, or another refusal).
+    kind = "raced" if losers else ("taken over" if len(accepted) == len(answers) else "refused")
+    winner = holders[0].client if holders else "no one (the session ended)"
+    return Verdict(
+        check="race",
+        passed=True,
+        message=f"{kind}, held by {winner}: {said}",
+        evidence={**evidence, "kind": kind, "holder": holders[0].client if holders else None},
+    )
+
+
 # --- delivery ---------------------------------------------------------------------------------
 
 

@@ -180,6 +180,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "regression must also exceed 5 ms",
     )
     parser.add_argument(
+        "--nodes",
+        type=int,
+        metavar="N",
+        help="run the embedded reference server as N nodes sharing one Redis, each behind its "
+        "own proxy; every resume goes to the next node (docs/cluster.md)",
+    )
+    parser.add_argument(
         "--allow-skipped",
         action="store_true",
         help="exit 0 when no scenario ran (the reports still say nothing was verified)",
@@ -208,6 +215,9 @@ def _options(args: argparse.Namespace, *, jobs: int = 1) -> RunOptions | str:
         credentials[user] = source
     if (credentials or args.allow_load is not None) and not args.target:
         return "--credential and --allow-load are for an external target (--target URL)"
+    nodes = getattr(args, "nodes", None)
+    if nodes is not None and (args.target or not 1 <= nodes <= 8):
+        return "--nodes is for the embedded reference server, from 1 to 8"
     if args.target:
         try:
             Credentials(credentials, args.token_env).check()
@@ -225,6 +235,7 @@ def _options(args: argparse.Namespace, *, jobs: int = 1) -> RunOptions | str:
         credentials=credentials or None,
         workers=getattr(args, "workers", None),
         spread_threshold=getattr(args, "spread_from", DEFAULT_THRESHOLD),
+        nodes=nodes,
     )
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
 
+import msgspec
+
 from harness import baseline
 from harness.baseline import Baseline
 from harness.driver import connect_errors, registry
@@ -36,6 +38,7 @@ from harness.driver.base import DriverFactory, EmbeddedTargets
 from harness.errors import HarnessInfrastructureError
 from harness.estimate import format_seconds
 from harness.faults.layer import FaultLayer
+from harness.faults.nodes import NodeFaults
 from harness.faults.toxiproxy_client import ToxiproxyClient
 from harness.faults.toxiproxy_server import ToxiproxyServer
 from harness.history import History
@@ -113,6 +116,8 @@ class RunOptions:
     one per core this process may run on. 1: every group in this process."""
     spread_threshold: int = DEFAULT_THRESHOLD
     """Groups of fewer clients stay in one process."""
+    nodes: int | None = None
+    """Run every scenario against an embedded cluster of this many nodes (``--nodes``)."""
 
 
 class Engine:
@@ -328,7 +333,11 @@ class Engine:
 
     async def _target_capabilities(self, scenario: m.Scenario) -> frozenset[str]:
         if self.options.target_url is None:
-            return self._embedded().capabilities(virtual_clock=True)
+            capabilities = self._embedded().capabilities(virtual_clock=True)
+            nodes = self.options.nodes or scenario.nodes
+            if nodes > 1 and "embedded" in capabilities:  # the reference server as a cluster
+                capabilities |= {"nodes"}
+            return capabilities
         if self._external_metrics is None:
             self._external_metrics = (
                 await probe_metrics(self.options.target_url) if self.probe else False
@@ -350,6 +359,8 @@ class Engine:
     def _target(self, scenario: m.Scenario, virtual_clock: bool) -> Target:
         if self.options.target_url is not None:
             return self._external(self.options.target_url)
+        if self.options.nodes is not None:
+            scenario = msgspec.structs.replace(scenario, nodes=self.options.nodes)
         return self._embedded().target(scenario, virtual_clock=virtual_clock)
 
     async def run_scenario(
@@ -392,23 +403,39 @@ class Engine:
         except HarnessInfrastructureError as exc:
             result.error, result.infrastructure = f"infrastructure: {exc}", True
             return result
-        faults = FaultLayer(self.api, history, scenario.name)
+        node_urls: list[str] | None = getattr(target, "node_urls", None)
+        faults: FaultLayer | NodeFaults = (
+            FaultLayer(self.api, history, scenario.name)
+            if node_urls is None
+            else NodeFaults(self.api, history, scenario.name, getattr(target, "count", 1))
+        )
         spread: Spread | None = None
         result.clock = decided.clock
         try:
+            if isinstance(faults, NodeFaults):  # the nodes reach Redis through their proxy
+                store = await faults.start_store(target.store_upstream)  # type: ignore[attr-defined]
+                target.store_address = store  # type: ignore[attr-defined]
             await target.start()
             result.target = target.description
-            await faults.start(upstream(target.url))
+            if isinstance(faults, NodeFaults):
+                await faults.start_nodes([upstream(url) for url in target.node_urls])  # type: ignore[attr-defined]
+            else:
+                await faults.start(upstream(target.url))
 
             def on_step(step_path: str, kind: str) -> None:
                 if progress is not None:
                     progress(scenario.name, f"running step {step_path} ({kind})")
 
-            spread = Spread(
-                workers=self.workers,
-                driver=self.options.driver,
-                toxiproxy_url=self._toxiproxy.url,
-                threshold=self.options.spread_threshold,
+            # A cluster's clients are routed node by node in this process: no workers for it.
+            spread = (
+                None
+                if isinstance(faults, NodeFaults)
+                else Spread(
+                    workers=self.workers,
+                    driver=self.options.driver,
+                    toxiproxy_url=self._toxiproxy.url,
+                    threshold=self.options.spread_threshold,
+                )
             )
             run = ScenarioRun(
                 scenario,
@@ -425,7 +452,8 @@ class Engine:
             try:
                 outcome = await self._race(run, float(scenario.timeout))
             finally:
-                self._spread_notes.extend(f"{scenario.name}, {note}" for note in spread.notes)
+                if spread is not None:
+                    self._spread_notes.extend(f"{scenario.name}, {note}" for note in spread.notes)
             result.steps = run.steps
             result.virtual_seconds = run.virtual_seconds
             if outcome == "lost":

@@ -61,7 +61,7 @@ def _widest(steps: Sequence[m.Step]) -> int:
 def _messages(steps: Sequence[m.Step]) -> int:
     total = 0
     for step in steps:
-        if isinstance(step, m.Chat):
+        if isinstance(step, m.Chat | m.Race):
             total += step.messages
         elif isinstance(step, m.Repeat):
             total += step.times * _messages(step.steps)

@@ -147,6 +147,13 @@ class Restart(_Body, tag="restart", frozen=True, kw_only=True):
     """Kill the target and start it again on its durable store."""
 
 
+class NodeAction(_Body, tag="node", frozen=True, kw_only=True):
+    """Kill one node of a cluster target (SIGKILL), or start it again."""
+
+    action: Literal["kill", "start"]
+    node: int
+
+
 class InspectStore(_Body, tag="inspect_store", frozen=True, kw_only=True):
     """Read how many rows the target's store holds for a session."""
 
@@ -286,10 +293,13 @@ class Retry(_Body, tag="retry", frozen=True, kw_only=True):
 
 
 class RouteChanged(_Body, tag="route", frozen=True, kw_only=True):
-    """The client's next connections come from another address."""
+    """The client's next connections come from another address, or (on a cluster target) go
+    to another node."""
 
     source: str | None
     forwarded_for: str | None
+    node: int | None = None
+    """The node (1-based) the next connections go to, when the runner chose one."""
 
 
 class SnapshotTaken(_Body, tag="snapshot", frozen=True, kw_only=True):
@@ -316,6 +326,7 @@ Body: TypeAlias = (
     | AdvanceClock
     | RealWait
     | Restart
+    | NodeAction
     | InspectStore
     | AwaitHerd
     | StepStart

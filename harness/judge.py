@@ -76,6 +76,8 @@ def judge(step: m.Step, s: StepSlice) -> list[Verdict]:
             return _send(step, s)
         case m.Resume():
             return _resume(step, s)
+        case m.Race():
+            return _race(step, s)
         case m.Expect():
             return _expect(step, s)
         case m.Once():
@@ -336,6 +338,30 @@ def _resume(step: m.Resume, s: StepSlice) -> list[Verdict]:
         seen += f" after a {outcome.gap_s:g} s gap"
     compared = outcome.kind != "rejected" and outcome.gap_s is not None and outcome.terms
     return [_verdict("resume", True, seen), *([consistent] if compared else [])]
+
+
+def _race(step: m.Race, s: StepSlice) -> list[Verdict]:
+    """§7.5's rule over the racers' answers; every racer's deliveries, whole and once; and
+    the replies to what the one holding the session sent after."""
+    answers = checkers.race_answers(s.own, step.clients)
+    verdicts = [checkers.race(answers, step.lost)]
+    for name in step.clients:
+        delivered = checkers.delivery(checkers.client_view(s.ops, name), s.positions)
+        if not delivered.passed:
+            verdicts.append(
+                Verdict(
+                    check="delivery",
+                    passed=False,
+                    message=f"{name}: {delivered.message}",
+                    evidence=delivered.evidence,
+                    expected=delivered.expected,
+                )
+            )
+    holders = [a.client for a in answers if a.holds]
+    if verdicts[0].passed and holders and step.messages:
+        mine = StepSlice(ops=s.ops, first=s.first, client=holders[0], positions=s.positions)
+        verdicts += _chat(m.Chat(messages=step.messages, timeout=step.timeout), mine)
+    return verdicts
 
 
 # --- expect -----------------------------------------------------------------------------------

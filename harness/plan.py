@@ -97,10 +97,22 @@ def needs(step: m.Step) -> set[str]:
             out.add("source_ip" if step.source is not None else "forwarded_for")
         case m.Resume():
             out.add("resume")
+            if step.node is not None:
+                out.add("nodes")
             if step.token == "previous":
                 out.add("resume_previous_token")
             if step.session_of is not None:
                 out.add("take_over")
+        case m.Race():
+            out |= {"resume", "take_over"}
+            if step.nodes is not None:
+                out.add("nodes")
+            if step.messages:
+                out.add("chat")
+        case m.KillNode() | m.StartNode() | m.StoreLink():
+            out.add("nodes")
+        case m.Connect(node=int()):
+            out.add("nodes")
         case m.Expect():
             if step.history is not None:
                 out.add("history")
@@ -145,7 +157,7 @@ def plan(
 
     if wanted == "virtual":
         lack("scenario", "virtual_clock")
-    if scenario.plant_fault or scenario.server_args:
+    if scenario.plant_fault or scenario.server_args or scenario.nodes > 1:
         lack("scenario", "embedded")
     for capability in scenario.requires:
         lack("scenario", capability)

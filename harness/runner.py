@@ -34,6 +34,7 @@ from harness.history import (
     AwaitHerd,
     AwaitReply,
     Body,
+    Closed,
     ContextValue,
     Disconnect,
     Done,
@@ -45,6 +46,7 @@ from harness.history import (
     HistoryPage,
     InspectStore,
     MetricsValue,
+    NodeAction,
     Observation,
     Outcome,
     RawAnswer,
@@ -133,6 +135,8 @@ class ClientState:
     driver: Driver
     route: Route = field(default_factory=Route)
     random: random.Random = field(default_factory=random.Random)
+    node: int = 0
+    """On a cluster target, the node (0-based) its connections go to."""
 
 
 class ScenarioRun:
@@ -411,6 +415,10 @@ class ScenarioRun:
 
     async def _act(self, step: m.Step, client_name: str | None) -> str:
         match step:
+            case m.Connect(node=int() as node):
+                attaching = self._client(client_name)
+                where = self._next_node(attaching, node)
+                return await self._connect(attaching) + where
             case m.Connect() | m.ReconnectFresh():
                 return await self._connect(self._client(client_name))
             case m.Chat():
@@ -431,6 +439,12 @@ class ScenarioRun:
                 return self._change_ip(self._client(client_name), step)
             case m.Resume():
                 return await self._resume(self._client(client_name), step)
+            case m.Race():
+                return await self._race(step)
+            case m.KillNode() | m.StartNode():
+                return await self._node_action(step)
+            case m.StoreLink():
+                return await self._store_link(step)
             case m.Snapshot():
                 return await self._snapshot(self._client(client_name), step.name)
             case m.Expect():
@@ -565,6 +579,32 @@ class ScenarioRun:
                 await self.faults.heal()
         return f"{how}" + (f" for {step.duration:g} s" if step.duration else "")
 
+    async def _node_action(self, step: m.KillNode | m.StartNode) -> str:
+        """Kill one node of a cluster target, or start it again."""
+        action: Literal["kill", "start"] = "kill" if isinstance(step, m.KillNode) else "start"
+        call = getattr(self.target, f"{action}_node", None)
+        if call is None:
+            raise StepFailedError("the target is not a cluster of nodes")
+        await self._call(
+            "target", NodeAction(action=action, node=step.node), call(step.node), lambda _: Done()
+        )
+        if action == "kill":
+            await self._settle()
+        return f"node {step.node} " + ("killed" if action == "kill" else "started")
+
+    async def _store_link(self, step: m.StoreLink) -> str:
+        """Break or heal the cluster's link to Redis; heal it after ``duration``."""
+        store_link = getattr(self.faults, "store_link", None)
+        if store_link is None:
+            raise StepFailedError("the target has no store link (not a cluster of nodes)")
+        latency = None if step.latency is None else float(step.latency)
+        said: str = await store_link(step.how, latency)
+        if step.duration is not None and step.how != "heal":
+            await self._wait(float(step.duration))
+            await store_link("heal", None)
+            said += f" for {float(step.duration):g} s"
+        return said
+
     async def _settle(self) -> None:
         """A gap starts when the server notices the drop; wait for that before time jumps."""
         connected = sum(1 for c in self.clients.values() if c.driver.connected)
@@ -629,9 +669,35 @@ class ScenarioRun:
         )
         return f"next connection from {step.source or 'X-Forwarded-For ' + str(step.forwarded_for)}"
 
+    def _next_node(self, client: ClientState, node: int | None = None) -> str:
+        """On a cluster target, send the client's connections to node ``node`` (1-based), or
+        by default to the next node (node k+1 after node k), so that every resume lands on
+        another node than the previous connection's. Returns what the step says about it."""
+        node_address = getattr(self.faults, "node_address", None)
+        nodes: int = getattr(self.faults, "nodes", 1)
+        if node_address is None or nodes < 2 or client.spec.route == "direct":
+            if node is not None and node > 1:
+                raise StepFailedError(f"node {node}: the target is not a cluster of {node} nodes")
+            return ""
+        if node is not None and node > nodes:
+            raise StepFailedError(f"node {node}: the cluster has {nodes} nodes")
+        client.node = node - 1 if node is not None else (client.node + 1) % nodes
+        client.route = Route(
+            connect_to=node_address(client.node),
+            source_ip=client.route.source_ip,
+            forwarded_for=client.route.forwarded_for,
+        )
+        client.driver.set_route(client.route)
+        self.history.event(
+            client.spec.name,
+            RouteChanged(source=client.route.source_ip, forwarded_for=None, node=client.node + 1),
+        )
+        return f" on node {client.node + 1}"
+
     async def _resume(self, client: ClientState, step: m.Resume) -> str:
         other = self.clients[step.session_of].driver if step.session_of is not None else None
         driver = client.driver
+        where = self._next_node(client, step.node)
 
         def attempt(left: float) -> Awaitable[Outcome]:
             return driver.resume(left, token=step.token, session_of=other)
@@ -643,7 +709,75 @@ class ScenarioRun:
             float(step.timeout),
             retry=step.expect != "unreachable",
         )
-        return f"resume: {outcome.kind}"
+        return f"resume: {outcome.kind}{where}"
+
+    async def _race(self, step: m.Race) -> str:
+        """Resumes of one session from every racer at the same instant, one attempt each
+        (§7.5); then the racer that holds the session, if one does, chats."""
+        first = len(self.history.ops)
+        holder = self.clients[step.session_of].driver
+        racers = [self.clients[name] for name in step.clients]
+        nodes: int = getattr(self.faults, "nodes", 1)
+        for racer in racers:  # a connection left from before would first have to close
+            if racer.driver.connected:
+                await self._call(
+                    racer.spec.name,
+                    Disconnect(how="reset"),
+                    racer.driver.disconnect("reset"),
+                    lambda _: Done(),
+                )
+        for i, racer in enumerate(racers):
+            if step.nodes is not None:
+                self._next_node(racer, step.nodes[i])
+            elif nodes > 1:
+                self._next_node(racer, i % nodes + 1)
+        timeout = float(step.timeout)
+
+        async def one(racer: ClientState) -> None:
+            with contextlib.suppress(DriverError):  # the failure is in the history
+                await self._call(
+                    racer.spec.name,
+                    Resume(attempt=1, session_of=step.session_of),
+                    racer.driver.resume(timeout, session_of=holder),
+                    lambda o: o,
+                )
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for racer in racers:
+                    group.create_task(one(racer))
+        except* HarnessInfrastructureError as errors:
+            raise errors.exceptions[0] from None
+        # A resume accepted first and then taken over is closed a moment later: wait (bounded)
+        # until at most one racer is still connected, then for a closing frame on its way.
+        for _ in range(max(1, round(self.waits.settle / 0.01))):  # drivers offer no event
+            if sum(r.driver.connected for r in racers) <= 1:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(self.waits.closing)
+        answers = checkers.race_answers(self.history.ops[first:], step.clients)
+        holders = [a for a in answers if a.holds]
+        if len(holders) == 1 and step.messages:
+            winner = self.clients[holders[0].client]
+            try:
+                await self._chat(winner, m.Chat(messages=step.messages, timeout=step.timeout))
+            except DriverError:
+                # A resume decided after the winner's may have ended the session (revoked it,
+                # §7.5): the target then closes the winner's connection, maybe only now. Wait,
+                # bounded, for that close to be recorded; the judge decides on all of it.
+                await self._until_closed(winner.spec.name, first)
+                raise
+        return "; ".join(a.describe() for a in answers)
+
+    async def _until_closed(self, name: str, first: int) -> None:
+        """Wait (at most ``settle``) until ``name`` observed a close after op ``first``."""
+        for _ in range(max(1, round(self.waits.settle / 0.01))):  # drivers offer no event
+            if any(
+                op.process == name and isinstance(op.body, Closed)
+                for op in self.history.ops[first:]
+            ):
+                return
+            await asyncio.sleep(0.01)
 
     async def _fetch_context(self, client: ClientState) -> int:
         op = self.history.invoke(client.spec.name, FetchContext())

@@ -40,7 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     a("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     a("--port", type=int, default=0, help="port; 0 picks a free one (default)")
     a("--path", default="/ws", help="WebSocket path (default /ws)")
-    a("--store", default="sqlite:reference_server.db", help="memory, or sqlite:PATH (default)")
+    a(
+        "--store",
+        default="sqlite:reference_server.db",
+        help="memory, sqlite:PATH (default sqlite:reference_server.db), or redis://HOST:PORT/DB "
+        "(a node of a cluster sharing that Redis: docs/cluster.md)",
+    )
+    a("--node-id", default=None, help="with a Redis store: this node's id (default HOST-PID)")
     a("--virtual-clock", action="store_true", help="enable the admin channel that advances time")
     a(
         "--clock-offset",
@@ -114,6 +120,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         path=args.path,
         store=args.store,
+        node_id=args.node_id,
         virtual_clock=args.virtual_clock,
         clock_offset_s=args.clock_offset,
         auth_secret=os.environ.get(SECRET_ENV, DEV_SECRET),

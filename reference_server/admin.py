@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -84,10 +84,12 @@ async def advance_clock(
 
 
 async def serve(
-    ws: ServerConnection, clock: VirtualClock, after_advance: Callable[[], None]
+    ws: ServerConnection,
+    clock: VirtualClock,
+    after_advance: Callable[[], None] | Callable[[], Awaitable[None]],
 ) -> None:
-    """The server side of the channel: answer each request; ``after_advance`` runs (a sweep)
-    every time the clock moves, before the answer."""
+    """The server side of the channel: answer each request; ``after_advance`` runs (a sweep,
+    awaited when it is a coroutine function) every time the clock moves, before the answer."""
     async for frame in ws:
         try:
             request = request_decoder.decode(frame)
@@ -100,6 +102,8 @@ async def serve(
                 continue
             clock.advance(request.seconds)
             log.info("clock advanced by %.3f s", request.seconds)
-            after_advance()
+            swept = after_advance()
+            if swept is not None:
+                await swept
         reply = ClockState(now=clock.now(), offset=clock.offset)
         await ws.send(encoder.encode(reply), text=True)

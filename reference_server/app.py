@@ -26,6 +26,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from reference_server import admin
 from reference_server.application import Application
 from reference_server.clock import Clock, SystemClock, VirtualClock
+from reference_server.cluster.node import ClusterNode
 from reference_server.config import ServerConfig
 from reference_server.connection import ConnectionLoop
 from reference_server.faults import FaultPlan, fault_plan
@@ -35,6 +36,7 @@ from reference_server.protocol import SessionConfig
 from reference_server.protocol.session import CAPABILITY_VIRTUAL_CLOCK
 from reference_server.registry import SessionHost, SessionRegistry
 from reference_server.store import Store, open_store
+from reference_server.store.redis import is_redis_spec
 from reference_server.sweeper import TOMBSTONE_TTL_S, Sweeper
 
 log = logging.getLogger("reference_server")
@@ -58,31 +60,43 @@ class ReferenceServer:
         self.clock: Clock = clock or (
             VirtualClock(self.config.clock_offset_s) if self.config.virtual_clock else SystemClock()
         )
-        self.store = store or open_store(self.config.store)
         self.metrics = Metrics()
         self.session_config = _session_config(self.config, self.clock)
         self._server: Server | None = None
         self._sweeper_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.registry = SessionRegistry(
-            store=self.store,
-            session_config=self.session_config,
-            clock=self.clock,
-            metrics=self.metrics,
-            faults=self.faults,
-            spawn=self._spawn,
-            reauth_max_age_s=self.config.reauth_max_age_s,
-            max_sessions=self.config.max_sessions,
-            overload_retry_after_ms=self.config.overload_retry_after_ms,
-        )
-        self.sweeper = Sweeper(
-            registry=self.registry,
-            store=self.store,
-            clock=self.clock,
-            metrics=self.metrics,
-            faults=self.faults,
-            interval_s=self.config.sweep_interval_s,
-        )
+        registry_options: dict[str, Any] = {
+            "session_config": self.session_config,
+            "clock": self.clock,
+            "metrics": self.metrics,
+            "faults": self.faults,
+            "spawn": self._spawn,
+            "reauth_max_age_s": self.config.reauth_max_age_s,
+            "max_sessions": self.config.max_sessions,
+            "overload_retry_after_ms": self.config.overload_retry_after_ms,
+        }
+        sweeper_options: dict[str, Any] = {
+            "clock": self.clock,
+            "metrics": self.metrics,
+            "faults": self.faults,
+            "interval_s": self.config.sweep_interval_s,
+        }
+        # redis://: a node of a cluster (reference_server/cluster/), sessions loaded on demand.
+        self.cluster: ClusterNode | None = None
+        if store is None and is_redis_spec(self.config.store):
+            self.cluster = ClusterNode(
+                url=self.config.store,
+                node_id=self.config.node_id,
+                registry_options=registry_options,
+                sweeper_options=sweeper_options,
+            )
+            self.registry: SessionRegistry = self.cluster.registry
+            self.store: Store = self.registry.store
+            self.sweeper: Sweeper = self.cluster.sweeper
+        else:
+            self.store = store or open_store(self.config.store)
+            self.registry = SessionRegistry(store=self.store, **registry_options)
+            self.sweeper = Sweeper(registry=self.registry, store=self.store, **sweeper_options)
         self.routes = HttpRoutes(
             config=self.config,
             clock=self.clock,
@@ -118,7 +132,9 @@ class ReferenceServer:
         await self.stop()
 
     async def start(self) -> None:
-        """Load stored sessions, listen, and start the sweeper."""
+        """Load stored sessions (or join the cluster), listen, and start the sweeper."""
+        if self.cluster is not None:
+            await self.cluster.start()
         self.registry.load()
         self._server = await serve(
             self._handle,
@@ -156,6 +172,8 @@ class ReferenceServer:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.cluster is not None:
+            await self.cluster.stop()
         self.store.close()
 
     @property
@@ -183,6 +201,16 @@ class ReferenceServer:
         """Run heartbeats and expiry for every session once, at the clock's current time."""
         self.sweeper.sweep()
 
+    async def sweep_all(self) -> None:
+        """``sweep()``, and on a node of a cluster the sessions in Redis too (expiry)."""
+        self.sweeper.sweep()
+        if self.cluster is not None:
+            try:  # Redis may be away: the sweeper's next round expires what this one could not
+                async with asyncio.timeout(self.cluster.redis.timeout_s):
+                    await self.cluster.sweeper.sweep_shared()
+            except Exception as exc:
+                log.warning("shared sweep failed: %s", exc or type(exc).__name__)
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -192,7 +220,7 @@ class ReferenceServer:
         assert ws.request is not None
         if path_of(ws.request) == ADMIN_PATH:
             assert isinstance(self.clock, VirtualClock)  # http_routes lets no one in otherwise
-            await admin.serve(ws, self.clock, self.sweep)
+            await admin.serve(ws, self.clock, self.sweep_all)
             return
         await self.connections.handle(ws)
 

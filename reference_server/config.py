@@ -21,6 +21,9 @@ class ServerConfig:
     port: int = 0
     path: str = "/ws"
     store: str = "memory"
+    """``memory``, ``sqlite:PATH``, or ``redis://HOST:PORT/DB``: a node of a cluster."""
+    node_id: str | None = None
+    """With a Redis store, this node's id (default ``HOST-PID``); stable across restarts."""
     virtual_clock: bool = False
     clock_offset_s: float = 0.0
     """With ``virtual_clock``: where the clock starts, ahead of the wall clock."""

@@ -244,7 +244,11 @@ class MemoryDriver:
             other = session_of.protocol
             if other.session is None:
                 raise DriverError(f"take over: {session_of.name} has no session to take over")
+            # The other client's session, position and request numbering, none of this
+            # client's own unacknowledged requests (of a session it held before).
             self.protocol.session, self.protocol.last_seq = other.session, other.last_seq
+            self.protocol.next_seq = other.next_seq
+            self.protocol.unacked.clear()
             self.protocol.state = ClientState.DISCONNECTED
         if token == "previous":
             return await self._replay_previous_token(timeout)

@@ -41,6 +41,7 @@ from harness.driver.base import (
 from harness.history import Closed, Delivered, Notice, Outcome, Terms, Turn, Violation
 from harness.scenario.model import Scenario
 from harness.targets.base import Target
+from harness.targets.cluster import ClusterTarget
 from harness.targets.embedded import PLANTED_FAULTS, EmbeddedTarget, describe_fault
 from reference_server import admin
 from reference_server.aio_client import AsyncClient, ConnectionLostError, HandshakeRefusedError
@@ -210,7 +211,12 @@ class ReferenceDriver:
             other = session_of.client.protocol
             if other.session is None:
                 raise DriverError(f"{session_of.name} has no session to take over")
+            # The other client's session, position and request numbering; none of this
+            # client's own unacknowledged requests, which belong to a session it held before
+            # (sent again into this one, they would be a protocol error).
             protocol.session, protocol.last_seq = other.session, other.last_seq
+            protocol.next_seq = other.next_seq
+            protocol.unacked.clear()
             protocol.state = ClientState.DISCONNECTED
         if protocol.session is None:
             raise DriverError("resume: the client holds no session to resume")
@@ -470,6 +476,13 @@ class EmbeddedReference:
         return EmbeddedTarget.capabilities_for(virtual_clock=virtual_clock)
 
     def target(self, scenario: Scenario, *, virtual_clock: bool) -> Target:
+        if scenario.nodes > 1:  # several nodes on one Redis (docs/cluster.md)
+            return ClusterTarget(
+                nodes=scenario.nodes,
+                virtual_clock=virtual_clock,
+                plant_fault=scenario.plant_fault,
+                server_args=scenario.server_args,
+            )
         return EmbeddedTarget(
             virtual_clock=virtual_clock,
             plant_fault=scenario.plant_fault,

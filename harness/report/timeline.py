@@ -29,6 +29,7 @@ from harness.history import (
     Failure,
     FaultAction,
     InspectStore,
+    NodeAction,
     Notice,
     Op,
     Outcome,
@@ -252,6 +253,9 @@ def timeline(scenario: ScenarioResult, client: str) -> ClientTimeline:
             add(op, "clock", "clock", f"real wait {body.seconds:g} s")
         elif isinstance(body, Restart) and op.phase == "invoke":
             add(op, "clock", "restart", "target restarted")
+        elif isinstance(body, NodeAction) and op.phase == "invoke":
+            verb = "killed (SIGKILL)" if body.action == "kill" else "started again"
+            add(op, "clock", "restart", f"node {body.node} {verb}")
         elif isinstance(body, StoredRows) and isinstance(begun, InspectStore):
             rows = sum(body.rows.values())
             add(op, "session", "other", f"store inspected: {rows} rows of the session left")
@@ -318,6 +322,8 @@ def _fault_text(f: FaultAction) -> str:
 
 
 def _route_text(r: RouteChanged) -> str:
+    if r.node is not None:
+        return f"to node {r.node}"
     parts = [f"from {r.source}" if r.source else "from the default address"]
     if r.forwarded_for:
         parts.append(f"forwarded for {r.forwarded_for}")

@@ -20,6 +20,7 @@ from harness.scenario.model import (
     Heal,
     Once,
     Parallel,
+    Race,
     ReconnectFresh,
     Repeat,
     Resume,
@@ -159,6 +160,8 @@ class _Checker:
             self._check_snapshot_names(step, path)
         if isinstance(step, Resume) and step.session_of is not None:
             self._check_session_of(step, path, client)
+        if isinstance(step, Race):
+            self._check_race(step, path, in_parallel=in_parallel)
 
     def _client(self, step: Step, path: FieldPath, *, in_parallel: bool) -> ClientSpec | None:
         """The client the step acts on (``None`` inside ``parallel`` or when it has none)."""
@@ -214,6 +217,25 @@ class _Checker:
             self.issues.append(
                 Issue((*path, "session_of"), "a client cannot take over its own session")
             )
+
+    def _check_race(self, step: Race, path: FieldPath, *, in_parallel: bool) -> None:
+        if in_parallel:
+            self.issues.append(
+                Issue(path, "`race` names the scenario's own clients; it cannot be in `parallel`")
+            )
+            return
+        declared = list(self.clients)
+        named: list[tuple[FieldPath, str]] = [((*path, "session_of"), step.session_of)]
+        named += [((*path, "clients", i), name) for i, name in enumerate(step.clients)]
+        for field_path, name in named:
+            if name not in self.clients:
+                self.issues.append(
+                    Issue(
+                        field_path,
+                        f"unknown client `{name}` (declared: {', '.join(declared)})",
+                        closest(name, declared),
+                    )
+                )
 
     def _check_source(
         self, step: ChangeIp, path: FieldPath, client: ClientSpec | None, *, in_parallel: bool

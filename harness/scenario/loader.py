@@ -49,6 +49,9 @@ SHORTHANDS: Final[dict[str, str]] = {
     "wait": "duration",
     "resume": "expect",
     "snapshot": "name",
+    "kill_node": "node",
+    "start_node": "node",
+    "store_link": "how",
 }
 _NESTED_STEPS: Final = frozenset({"repeat", "parallel", "once"})
 _KINDS: Final = tuple(step_kinds())

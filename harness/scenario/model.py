@@ -268,10 +268,15 @@ class _Step(_Model, tag_field="step", frozen=True, kw_only=True):
     """Base of the steps; ``step`` (the tag) is the kind a YAML file writes as the step's key."""
 
 
+NodeNumber = Annotated[int, msgspec.Meta(ge=1, le=8)]
+
+
 class Connect(_Step, tag="connect", frozen=True, kw_only=True):
     """Open a new session for the client."""
 
     client: str | None = None
+    node: NodeNumber | None = None
+    """On a cluster target (``nodes``), the node this connection goes to (1 to ``nodes``)."""
 
 
 class Chat(_Step, tag="chat", frozen=True, kw_only=True):
@@ -452,6 +457,9 @@ class Resume(_Step, tag="resume", frozen=True, kw_only=True):
     thief replaying a stolen token would; a correct target revokes the session."""
     session_of: str | None = None
     """Take over another client's session: resume it from this client's connection."""
+    node: NodeNumber | None = None
+    """On a cluster target (``nodes``), the node this resume goes to; without it, the node
+    after the one the client's previous connection went to."""
 
     def __post_init__(self) -> None:
         if self.reason is not None and self.expect != "rejected":
@@ -464,6 +472,78 @@ class Resume(_Step, tag="resume", frozen=True, kw_only=True):
                 f"`warnings` only go with `expect: degraded` (this step expects {self.expect})",
                 "warnings",
             )
+
+
+class Race(_Step, tag="race", frozen=True, kw_only=True):
+    """Present resumes of one client's session from several clients at the same instant.
+
+    Each client in ``clients`` takes the session, token and position ``session_of`` holds, and
+    all of them resume it at once, each on a connection of its own (on a cluster target, client
+    i to node ``nodes[i]``, or by default to node i). One attempt each, no retry. The step holds
+    when at most one of them still holds the session at its end; every other one was refused,
+    a resume that lost the race with the reason ``lost`` and a hint of when to retry, or was
+    accepted and then closed by the target (§7.5 of docs/protocol.md); and no client lost,
+    doubled or reordered a delivery. The one that holds the session then sends ``messages``
+    and waits for their replies."""
+
+    session_of: NonEmptyStr
+    clients: Annotated[tuple[NonEmptyStr, ...], msgspec.Meta(min_length=2, max_length=8)]
+    nodes: tuple[NodeNumber, ...] | None = None
+    lost: NonEmptyStr = "overloaded"
+    """The reason a resume that lost the race is rejected with (the reference: ``overloaded``)."""
+    messages: Annotated[int, msgspec.Meta(ge=0, le=100)] = 1
+    timeout: Duration = _seconds(5.0)
+    """For each resume, and then for each reply."""
+
+    def __post_init__(self) -> None:
+        if len(set(self.clients)) != len(self.clients):
+            raise ConstraintError("each client races once: `clients` has a name twice", "clients")
+        if self.session_of in self.clients:
+            raise ConstraintError(
+                f"`{self.session_of}` holds the session the others race for; it cannot race",
+                "session_of",
+            )
+        if self.nodes is not None and len(self.nodes) != len(self.clients):
+            raise ConstraintError(
+                f"`nodes` names one node per client: {len(self.clients)} clients, "
+                f"{len(self.nodes)} nodes",
+                "nodes",
+            )
+
+
+class KillNode(_Step, tag="kill_node", frozen=True, kw_only=True):
+    """SIGKILL one node of a cluster target; its connections die with it."""
+
+    node: NodeNumber
+
+
+class StartNode(_Step, tag="start_node", frozen=True, kw_only=True):
+    """Start a killed node again, with the same node id, port and Redis."""
+
+    node: NodeNumber
+
+
+StoreLinkHow = Literal["cut", "slow", "blackhole", "heal"]
+
+
+class StoreLink(_Step, tag="store_link", frozen=True, kw_only=True):
+    """Break the cluster's link to Redis (its own Toxiproxy proxy) for ``duration``, or heal it.
+
+    ``cut`` closes every connection to Redis and refuses new ones; ``slow`` adds ``latency``
+    both ways; ``blackhole`` lets connections stay open while nothing passes; ``heal`` undoes
+    all of it."""
+
+    how: StoreLinkHow
+    latency: Duration | None = None
+    duration: Duration | None = None
+
+    def __post_init__(self) -> None:
+        if self.how == "slow" and self.latency is None:
+            raise ConstraintError("`store_link: slow` needs `latency`", "latency")
+        if self.how != "slow" and self.latency is not None:
+            raise ConstraintError("`latency` only goes with `how: slow`", "latency")
+        if self.how == "heal" and self.duration is not None:
+            raise ConstraintError("`heal` takes no `duration`", "duration")
 
 
 class ReconnectFresh(_Step, tag="reconnect_fresh", frozen=True, kw_only=True):
@@ -550,6 +630,10 @@ Step: TypeAlias = (
     | ChangeIp
     | Resume
     | ReconnectFresh
+    | Race
+    | KillNode
+    | StartNode
+    | StoreLink
     | Snapshot
     | Repeat
     | Parallel
@@ -568,6 +652,10 @@ _STEP_CLASSES: Final[tuple[type[_Step], ...]] = (
     ChangeIp,
     Resume,
     ReconnectFresh,
+    Race,
+    KillNode,
+    StartNode,
+    StoreLink,
     Snapshot,
     Repeat,
     Parallel,
@@ -609,6 +697,9 @@ class Scenario(_Model, frozen=True, kw_only=True):
     ``harness.targets.embedded.PLANTED_FAULTS``). Any other target SKIPS the scenario."""
     server_args: tuple[str, ...] = ()
     """Extra options for the embedded reference server (e.g. ``--ip-policy deny``)."""
+    nodes: Annotated[int, msgspec.Meta(ge=1, le=8)] = 1
+    """Run the embedded reference server as this many nodes sharing one Redis, each behind its
+    own proxy; every resume goes to the next node (docs/cluster.md). ``--nodes N`` overrides."""
 
 
 def iter_steps(steps: tuple[Step, ...]) -> list[Step]:

@@ -20,6 +20,7 @@ TARGET_CAPABILITIES: Final[dict[str, str]] = {
     "metrics": "the target serves Prometheus metrics at /metrics",
     "embedded": "the target is the embedded reference server (planted faults, server options)",
     "inspect_store": "the harness can read how many rows the target's store holds for a session",
+    "nodes": "the target is a cluster: the harness picks a node, kills one, breaks its store link",
 }
 
 

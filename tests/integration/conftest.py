@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
+import pytest
 import pytest_asyncio
+import redis
 
 from reference_server import auth
 from reference_server.aio_client import AsyncClient
 from reference_server.app import ReferenceServer
 from reference_server.config import ServerConfig
+from reference_server.redis_process import RedisProcess, RedisUnavailableError
 
 SECRET = "integration-secret-0123456789abcdef0123"
 ADMIN = "integration-admin-token"
@@ -56,3 +59,26 @@ async def client_factory(
     yield make
     for client in made:
         await client.drop()
+
+
+@pytest.fixture(scope="session")
+def redis_process() -> Iterator[RedisProcess]:
+    """One real redis-server for the test session (append-only, its own temporary folder);
+    the tests that need it are skipped, with how to install it, when there is none."""
+    try:
+        process = RedisProcess()
+    except RedisUnavailableError as exc:
+        pytest.skip(str(exc))
+    with process:
+        yield process
+
+
+@pytest.fixture
+def redis_url(redis_process: RedisProcess) -> str:
+    """The shared redis-server's URL, its database emptied before the test."""
+    client = redis.Redis.from_url(redis_process.url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return redis_process.url

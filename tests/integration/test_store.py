@@ -33,6 +33,7 @@ from reference_server.store import (
     StoredSession,
     open_store,
 )
+from reference_server.store.redis import BlockingRedisStore
 
 NOTHING = {"sessions": 0, "replay": 0, "request_ids": 0, "history": 0, "context": 0}
 
@@ -78,10 +79,14 @@ def _context(step: int) -> AgentContextData:
     )
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Each store kind, closed after the test."""
-    opened: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.db")
+    """Each store kind, closed after the test (Redis: a real redis-server, emptied first)."""
+    opened: Store
+    if request.param == "redis":
+        opened = BlockingRedisStore(request.getfixturevalue("redis_url"))
+    else:
+        opened = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.db")
     yield opened
     opened.close()
 

@@ -766,3 +766,104 @@ def test_an_incomplete_reply_is_not_compared() -> None:
     """A reply whose final part never arrived says nothing about what was stored."""
     view = reply_view((1, "one ", False))
     assert True is checkers.replies_stored(STORED, view, [("m1", "hello")]).passed
+
+
+# --- race (§7.5) ------------------------------------------------------------------------------
+
+
+def race_history(*answers: tuple[str, Outcome | None, int | None]) -> list[checkers.RaceAnswer]:
+    """Racers' resumes as the runner records them: all invoked, then each answered (None: the
+    attempt failed) and, with a code, a close of the racer's connection observed after."""
+    from harness.history import Closed, Failure
+
+    history = History()
+    invoked = {name: history.invoke(name, Resume(session_of="h")) for name, _, _ in answers}
+    for name, answer, close in answers:
+        if answer is None:
+            history.complete(invoked[name], "fail", Failure(error="connection refused"))
+        else:
+            history.complete(invoked[name], "ok", answer)
+        if close is not None:
+            history.event(name, Closed(code=close, reason="why"))
+    return checkers.race_answers(history.ops, [name for name, _, _ in answers])
+
+
+ACCEPTED = Outcome(kind="full", session="S", stream="s1", after=4)
+LOST = Outcome(kind="rejected", reason="overloaded", retry_after=0.25)
+
+
+def test_race_passes_one_winner_and_a_loser_told_to_retry() -> None:
+    """One accepted, the other rejected with the race's reason and a retry hint: raced."""
+    verdict = checkers.race(race_history(("a", ACCEPTED, None), ("b", LOST, 1013)), "overloaded")
+    assert (True, "raced", "a") == (
+        verdict.passed,
+        verdict.evidence["kind"],
+        verdict.evidence["holder"],
+    )
+
+
+def test_race_passes_a_takeover_and_a_revocation() -> None:
+    """Decided one after the other: the first accepted is closed (taken over), or the later
+    one is refused and the session ends with no holder."""
+    taken = checkers.race(race_history(("a", ACCEPTED, 4001), ("b", ACCEPTED, None)), "overloaded")
+    assert (True, "taken over", "b") == (
+        taken.passed,
+        taken.evidence["kind"],
+        taken.evidence["holder"],
+    )
+    reused = Outcome(kind="rejected", reason="token_reused")
+    revoked = checkers.race(race_history(("a", ACCEPTED, 4005), ("b", reused, 4005)), "overloaded")
+    assert (True, "refused", None) == (
+        revoked.passed,
+        revoked.evidence["kind"],
+        revoked.evidence["holder"],
+    )
+
+
+def test_race_fails_two_holders() -> None:
+    """Both accepted and neither closed: the session has two connections."""
+    verdict = checkers.race(
+        race_history(("a", ACCEPTED, None), ("b", ACCEPTED, None)), "overloaded"
+    )
+    assert (False, "at most one winner") == (verdict.passed, verdict.expected)
+    assert verdict.message.startswith("2 clients hold the session")
+
+
+def test_race_fails_a_lost_race_without_a_retry_hint() -> None:
+    """§7.5: the loser is told when to retry."""
+    bare = Outcome(kind="rejected", reason="overloaded")
+    verdict = checkers.race(race_history(("a", ACCEPTED, None), ("b", bare, 1013)), "overloaded")
+    assert (False, "a lost race without a retry hint") == (
+        verdict.passed,
+        verdict.message.split(":")[0],
+    )
+
+
+def test_race_fails_when_no_resume_is_accepted_or_one_gets_no_answer() -> None:
+    """Both lost (to no one), or a resume went unanswered: not an order one server gives."""
+    lost = checkers.race(race_history(("a", LOST, 1013), ("b", LOST, 1013)), "overloaded")
+    assert (False, "no resume was accepted") == (lost.passed, lost.message.split(":")[0])
+    silent = checkers.race(race_history(("a", ACCEPTED, None), ("b", None, None)), "overloaded")
+    assert (False, "an answer to every resume") == (silent.passed, silent.expected)
+    assert "b: no answer (connection refused)" in silent.message
+
+
+def test_race_does_not_count_a_lost_connection_as_the_targets_close() -> None:
+    """A connection that died without a close frame (1006) was not closed by the target: two
+    accepted resumes, one of them merely cut, still hold the session twice."""
+    verdict = checkers.race(
+        race_history(("a", ACCEPTED, 1006), ("b", ACCEPTED, None)), "overloaded"
+    )
+    assert (False, "at most one winner") == (verdict.passed, verdict.expected)
+
+
+def test_race_fails_when_every_resume_was_accepted_and_every_connection_closed() -> None:
+    """Taken over in turn, the last one holds the session: both closed as taken over leaves
+    it to no one, which no order of one server's decisions gives."""
+    verdict = checkers.race(
+        race_history(("a", ACCEPTED, 4001), ("b", ACCEPTED, 4001)), "overloaded"
+    )
+    assert (False, "the last resume to take the session over holding it") == (
+        verdict.passed,
+        verdict.expected,
+    )

@@ -83,3 +83,24 @@ def test_requires_lists_capabilities_of_either_side() -> None:
         Missing("scenario", "history", "driver"),
         Missing("scenario", "restart", "target"),
     ] == decided.missing
+
+
+def test_a_race_needs_resume_take_over_chat_and_with_nodes_a_cluster() -> None:
+    """`race` resumes another client's session, chats after, and with `nodes` needs a cluster
+    target: a driver without take-over or a single server skips it."""
+    s = load_text(
+        textwrap.dedent(
+            """\
+            name: t
+            clients: [{name: h}, {name: a, user: h}, {name: b, user: h}]
+            steps:
+              - connect: {client: h}
+              - race: {session_of: h, clients: [a, b], nodes: [1, 2]}
+            """
+        )
+    )
+    decided = plan(s, driver=REFERENCE - {"take_over"}, target=EMBEDDED)
+    assert [Missing("2", "take_over", "driver"), Missing("2", "nodes", "target")] == sorted(
+        decided.missing, key=lambda m: m.capability != "take_over"
+    )
+    assert plan(s, driver=REFERENCE, target=EMBEDDED | {"nodes"}).runnable

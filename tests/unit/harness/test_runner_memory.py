@@ -1178,3 +1178,71 @@ async def test_the_store_check_sees_a_live_session_and_an_expired_one() -> None:
     )
     assert passed("1", "2", "3", "4", "5", "6", "7", "8") == ran.statuses
     assert ("store (must fail)", False) == ran.verdicts("4")[0]
+
+
+# --- race -----------------------------------------------------------------------------------------
+
+
+RACERS = (
+    "clients:\n  - name: holder\n  - {name: one, user: holder}\n  - {name: two, user: holder}\n"
+)
+
+
+async def test_race_of_two_resumes_leaves_one_holder_who_chats() -> None:
+    """Two resumes of the holder's session at once on one server: both are accepted in turn,
+    the first connection is closed as taken over, and the second one's message is answered."""
+    ran = await run(
+        """
+        - connect: {client: holder}
+        - chat: {client: holder, messages: 1}
+        - drop: {client: holder, how: close}
+        - race: {session_of: holder, clients: [one, two]}
+        """,
+        clients=RACERS,
+    )
+    race = ran.step("4")
+    assert passed("1", "2", "3", "4") == ran.statuses, race.message
+    # One process decides them in turn: the second takes the session over from the first.
+    assert ("taken over", "two") == (
+        race.verdicts[0].evidence["kind"],
+        race.verdicts[0].evidence["holder"],
+    )
+    assert [("race", True), ("chat", True)] == ran.verdicts("4")
+
+
+async def test_race_catches_a_doubled_delivery() -> None:
+    """A reply chunk doubled on its way to the racer that holds the session fails the race
+    step's delivery check, though the race itself was decided right."""
+    ran = await run(
+        """
+        - connect: {client: holder}
+        - race: {session_of: holder, clients: [one, two], messages: 1}
+        """,
+        clients=RACERS,
+        prepare=tampered(doubling()),
+    )
+    assert "failed" == ran.step("2").status
+    assert [("race", True), ("delivery", False)] == ran.verdicts("2")[:2]
+
+
+async def test_racers_take_the_session_over_afresh_in_every_round() -> None:
+    """A racer that held an earlier session takes the next one over with the holder's
+    numbering, not its own: round after round the winner's message is answered (it was
+    closed with a protocol error when its requests of the old session were sent again)."""
+    ran = await run(
+        """
+        - repeat:
+            times: 3
+            steps:
+              - connect: {client: holder}
+              - chat: {client: holder, messages: 2}
+              - drop: {client: holder, how: close}
+              - race: {session_of: holder, clients: [one, two], messages: 2}
+        """,
+        clients=RACERS,
+    )
+    races = [s for s in ran.steps if s.kind == "race"]
+    assert ["passed"] * 3 == [s.status for s in races], [s.message for s in races]
+    assert [("race", True), ("chat", True)] * 3 == [
+        (v.check, v.passed) for s in races for v in s.verdicts
+    ]

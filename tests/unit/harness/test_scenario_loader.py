@@ -988,3 +988,123 @@ def test_a_latency_bound_against_another_operation_is_a_ratio() -> None:
         "        - {operation: resume, against: resume, p50: '< 3'}\n"
     )
     assert "`against` must name another operation" in same.message
+
+
+def test_cluster_steps_and_their_shorthands_load() -> None:
+    """`nodes`, `node` on connect and resume, `kill_node`, `start_node` and `store_link` load
+    into the typed model, shorthands included."""
+    from harness.scenario.model import KillNode, StartNode, StoreLink
+
+    scenario = load_text(
+        textwrap.dedent(
+            """
+            name: t
+            nodes: 2
+            steps:
+              - connect: {node: 1}
+              - kill_node: 1
+              - resume: {node: 2}
+              - start_node: {node: 1}
+              - store_link: cut
+              - store_link: {how: slow, latency: 200ms, duration: 2s}
+            """
+        )
+    )
+    assert 2 == scenario.nodes
+    assert (
+        Connect(node=1),
+        KillNode(node=1),
+        Resume(node=2),
+        StartNode(node=1),
+        StoreLink(how="cut"),
+        StoreLink(how="slow", latency=Duration(0.2), duration=Duration(2.0)),
+    ) == scenario.steps
+
+
+def test_store_link_rules_are_checked() -> None:
+    """`slow` needs a latency, and only `slow` takes one; `nodes` is at most 8."""
+    assert ["steps[0].latency"] == [
+        p.field for p in problems("name: t\nsteps:\n  - store_link: slow\n")
+    ]
+    assert ["steps[0].latency"] == [
+        p.field for p in problems("name: t\nsteps:\n  - store_link: {how: cut, latency: 1s}\n")
+    ]
+    assert ["nodes"] == [p.field for p in problems("name: t\nnodes: 9\nsteps:\n  - heal:\n")]
+
+
+RACE = """\
+name: t
+nodes: 2
+clients:
+  - name: holder
+  - {name: one, user: holder}
+  - {name: two, user: holder}
+steps:
+  - race:
+      session_of: holder
+      clients: [one, two]
+"""
+
+
+def test_race_loads_with_its_defaults_and_its_fields() -> None:
+    """`race` names whose session and who races for it; nodes, lost reason, messages and
+    timeout default to client i on node i, overloaded, 1 and 5 s."""
+    from harness.scenario.model import Race
+
+    (race,) = load_text(RACE).steps
+    assert Race(session_of="holder", clients=("one", "two")) == race
+    assert (None, "overloaded", 1, Duration(5.0)) == (
+        race.nodes,
+        race.lost,
+        race.messages,
+        race.timeout,
+    )
+    (given,) = load_text(
+        RACE.replace("clients: [one, two]", "clients: [one, two]\n      nodes: [2, 1]\n").replace(
+            "name: t\n", "name: t2\n"
+        )
+        + "      lost: conflict\n      messages: 0\n      timeout: 2s\n"
+    ).steps
+    assert (
+        Race(
+            session_of="holder",
+            clients=("one", "two"),
+            nodes=(2, 1),
+            lost="conflict",
+            messages=0,
+            timeout=Duration(2.0),
+        )
+        == given
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "message"),
+    [
+        ("clients: [one, one]", (10, 7, "steps[0].clients"), "each client races once"),
+        ("clients: [one, holder]", (9, 7, "steps[0].session_of"), "`holder` holds the session"),
+        ("clients: [one, two]\n      nodes: [1]", (11, 7, "steps[0].nodes"), "`nodes` names one"),
+        ("clients: [one, tow]", (10, 22, "steps[0].clients[1]"), "unknown client `tow`"),
+        ("clients: [one]", (10, 7, "steps[0].clients"), "length >= 2"),
+    ],
+)
+def test_race_errors_name_file_line_and_field(
+    change: str, where: tuple[int, int, str], message: str
+) -> None:
+    """Each rule of `race` is reported at the line and column of the field it is about."""
+    (problem,) = problems(RACE.replace("clients: [one, two]", change))
+    assert where == (problem.line, problem.column, problem.field)
+    assert message in problem.message, problem.message
+
+
+def test_race_in_parallel_is_refused() -> None:
+    """A race names the scenario's own clients, which `parallel` does not have."""
+    (problem,) = problems(
+        RACE.replace(
+            "  - race:\n", "  - parallel:\n      clients: 2\n      steps:\n        - race:\n"
+        )
+        .replace("      session_of", "            session_of")
+        .replace("      clients: [one", "            clients: [one")
+    )
+    assert "steps[0].steps[0]" == problem.field
+    assert "cannot be in `parallel`" in problem.message

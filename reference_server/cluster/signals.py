@@ -1,0 +1,117 @@
+"""How a node hears that its connection of a session was taken over or revoked elsewhere.
+
+Each node listens on its own Redis pub/sub channel (``P:node:ID``). A node that accepts a
+resume of a session attached to another node publishes ``{sid, att, code}`` there; the other
+node closes its connection of any older attach of that session with ``closing`` and ``code``
+(4001 taken over, 4005 revoked; §7.3, §7.2.1). Pub/sub delivers at most once: a message lost
+with a broken link is made up for by the version check, which refuses the old node's next
+commit, and by an audit of every attached session each time the subscription is made again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+
+from reference_server.store.redis import RedisStore
+
+from .registry import STORE_ERRORS, TAKEN_OVER, ClusterHost, ClusterRegistry, raise_if_cancelled
+
+log = logging.getLogger("reference_server")
+
+PING_EVERY_S = 2.0
+"""An idle subscription is pinged this often, so a dead link is noticed and made again."""
+RESUBSCRIBE_AFTER_S = 0.5
+
+
+class Evict(msgspec.Struct, frozen=True):
+    """Close your connection of ``sid`` if it is of an attach older than ``att``."""
+
+    sid: str
+    att: int
+    code: int
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Evict)
+
+
+class Signals:
+    """Publishes to other nodes and listens for them, for one node."""
+
+    def __init__(self, *, redis: RedisStore, registry: ClusterRegistry) -> None:
+        self.redis = redis
+        self.registry = registry
+        self.subscribed = asyncio.Event()
+        self.received = 0
+
+    async def publish(self, node: str, session_id: str, attached: int, code: int) -> None:
+        """Tell ``node`` to drop its older connection of ``session_id``."""
+        message = _encoder.encode(Evict(sid=session_id, att=attached, code=code))
+        async with asyncio.timeout(self.redis.timeout_s):
+            await self.redis.client.publish(self.redis.node_channel(node), message)
+
+    async def run(self) -> None:
+        """Listen until cancelled; subscribe again (and audit) after any failure."""
+        channel = self.redis.node_channel(self.registry.node_id)
+        while True:
+            pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                async with asyncio.timeout(self.redis.timeout_s):
+                    await pubsub.subscribe(channel)
+                self.subscribed.set()
+                await self.audit()
+                await self._listen(pubsub)
+            except STORE_ERRORS as exc:
+                self.subscribed.clear()
+                log.warning("pub/sub link lost (%s); subscribing again", exc or type(exc).__name__)
+                raise_if_cancelled()
+                await asyncio.sleep(RESUBSCRIBE_AFTER_S)
+            finally:
+                self.subscribed.clear()
+                try:
+                    await asyncio.wait_for(pubsub.aclose(), 1.0)  # type: ignore[no-untyped-call]
+                except (*STORE_ERRORS, asyncio.CancelledError):
+                    pass
+
+    async def _listen(self, pubsub: object) -> None:
+        from redis.asyncio.client import PubSub
+
+        assert isinstance(pubsub, PubSub)
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            message = await pubsub.get_message(timeout=0.5)
+            if message is not None and message.get("type") == "message":
+                self.received += 1
+                self._handle(message["data"])
+                last = loop.time()
+            raise_if_cancelled()
+            if message is None and loop.time() - last > PING_EVERY_S:
+                async with asyncio.timeout(self.redis.timeout_s):
+                    await pubsub.ping()
+                last = loop.time()
+
+    def _handle(self, data: bytes) -> None:
+        try:
+            evict = _decoder.decode(data)
+        except msgspec.DecodeError:
+            log.warning("ignored a malformed pub/sub message")
+            return
+        if self.registry.evict(evict.sid, evict.att, evict.code):
+            log.info("session %s moved to another node: connection closed", evict.sid)
+
+    async def audit(self) -> None:
+        """Drop every attached session whose Redis copy says another writer took it (a
+        message may have been lost while the subscription was down)."""
+        registry = self.registry
+        for sid, host in list(registry.hosts.items()):
+            if not isinstance(host, ClusterHost) or host.lost:
+                continue
+            found = await self.redis.version(sid)
+            moved = found is None or found[1] != registry.node_id or found[0] > host.enqueued
+            if moved and registry.hosts.get(sid) is host:
+                log.info("audit: session %s is no longer this node's", sid)
+                registry.drop(host, TAKEN_OVER)
