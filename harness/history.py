@@ -381,6 +381,13 @@ class History:
         self._ids = itertools.count(first)
         self._start = time.monotonic() if origin is None else origin
         self._open: dict[int, Op] = {}
+        self.revision = 0
+        """Bumped when ``replace`` reorders the operations (so indexes of it start again)."""
+
+    def replace(self, ops: Sequence[Op]) -> None:
+        """Put ``ops`` in place of the operations (a merge of workers' histories)."""
+        self.ops[:] = ops
+        self.revision += 1
 
     @property
     def origin(self) -> float:

@@ -8,7 +8,7 @@ hand (a delivery removed or doubled) changes them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness import checkers
@@ -37,6 +37,7 @@ from harness.history import (
     StoredRows,
     durations,
 )
+from harness.opindex import OpIndex
 from harness.scenario import model as m
 
 
@@ -50,19 +51,38 @@ class StepSlice:
     """Where in ``ops`` the step began."""
     client: str | None
     positions: PositionModel
+    index: OpIndex | None = None
+    """An index of the history ``ops`` begins (``ops`` is its first ``len(ops)``); without
+    one, every question scans ``ops``."""
 
     @property
     def own(self) -> Sequence[Op]:
         """The operations recorded while the step ran."""
         return self.ops[self.first :]
 
+    def of(self, processes: Iterable[str | None], start: int = 0) -> list[Op]:
+        """The operations of ``processes`` from position ``start`` to the step's end."""
+        if self.index is None:
+            wanted = set(processes)
+            return [op for op in self.ops[start:] if op.process in wanted]
+        return self.index.of(processes, start, len(self.ops))
+
     def mine(self) -> list[Op]:
         """The step's own operations of its client."""
-        return [op for op in self.own if op.process == self.client]
+        return self.of((self.client,), self.first)
 
-    def view(self) -> ClientView:
-        assert self.client is not None
-        return checkers.client_view(self.ops, self.client)
+    def view(self, client: str | None = None) -> ClientView:
+        """What the history up to the step's end holds about ``client`` (default: the
+        step's)."""
+        name = client or self.client
+        assert name is not None
+        return checkers.client_view(self.of((name,)), name)
+
+    def sent_in_session(self, session: str | None) -> list[tuple[str, str]]:
+        """(message id, text) of every message sent in ``session`` up to the step's end."""
+        if self.index is None:
+            return checkers.sent_in_session(self.ops, session)
+        return self.index.sent_in_session(session, len(self.ops))
 
 
 def judge(step: m.Step, s: StepSlice) -> list[Verdict]:
@@ -117,10 +137,8 @@ def _failures(s: StepSlice) -> list[Op]:
     (in a `parallel` step other clients' operations interleave with these: not counted)."""
     return [
         op
-        for op in s.own
-        if op.phase == "fail"
-        and isinstance(op.body, Failure)
-        and (op.process == s.client or op.process in _SHARED)
+        for op in s.of((s.client, *_SHARED), s.first)
+        if op.phase == "fail" and isinstance(op.body, Failure)
     ]
 
 
@@ -135,12 +153,15 @@ def _acted(s: StepSlice) -> list[Verdict]:
 
 
 def _completion(s: StepSlice, op: Op) -> Op | None:
-    return next((o for o in s.own if o.id == op.id and o.phase != "invoke"), None)
+    """How ``op`` ended, within the step (a completion is recorded by its invoker's process)."""
+    return next(
+        (o for o in s.of((op.process,), s.first) if o.id == op.id and o.phase != "invoke"), None
+    )
 
 
 def _connect(s: StepSlice) -> Verdict:
     assert s.client is not None
-    tries = checkers.attempts(s.own, s.client)
+    tries = checkers.attempts(s.of((s.client,), s.first), s.client)
     if not tries:
         return _verdict("connect", False, "no connect was attempted", expected="a new session")
     _, done = tries[-1]
@@ -290,7 +311,7 @@ def _send(step: m.Send, s: StepSlice) -> list[Verdict]:
 
 def _resume(step: m.Resume, s: StepSlice) -> list[Verdict]:
     assert s.client is not None
-    tries = checkers.attempts(s.own, s.client)
+    tries = checkers.attempts(s.of((s.client,), s.first), s.client)
     outcomes = [d.body for _, d in tries if d is not None and isinstance(d.body, Outcome)]
     failures = [d.body for _, d in tries if d is not None and isinstance(d.body, Failure)]
     if step.expect == "unreachable":
@@ -346,7 +367,7 @@ def _race(step: m.Race, s: StepSlice) -> list[Verdict]:
     answers = checkers.race_answers(s.own, step.clients)
     verdicts = [checkers.race(answers, step.lost)]
     for name in step.clients:
-        delivered = checkers.delivery(checkers.client_view(s.ops, name), s.positions)
+        delivered = checkers.delivery(s.view(name), s.positions)
         if not delivered.passed:
             verdicts.append(
                 Verdict(
@@ -359,7 +380,9 @@ def _race(step: m.Race, s: StepSlice) -> list[Verdict]:
             )
     holders = [a.client for a in answers if a.holds]
     if verdicts[0].passed and holders and step.messages:
-        mine = StepSlice(ops=s.ops, first=s.first, client=holders[0], positions=s.positions)
+        mine = StepSlice(
+            ops=s.ops, first=s.first, client=holders[0], positions=s.positions, index=s.index
+        )
         verdicts += _chat(m.Chat(messages=step.messages, timeout=step.timeout), mine)
     return verdicts
 
@@ -370,9 +393,7 @@ def _race(step: m.Race, s: StepSlice) -> list[Verdict]:
 def _last_answer(s: StepSlice, kind: type, process: str | None) -> Op | None:
     """The completion of the step's last invocation of ``kind`` by ``process``."""
     calls = [
-        op
-        for op in s.own
-        if op.phase == "invoke" and isinstance(op.body, kind) and op.process == process
+        op for op in s.of((process,), s.first) if op.phase == "invoke" and isinstance(op.body, kind)
     ]
     return _completion(s, calls[-1]) if calls else None
 
@@ -407,7 +428,7 @@ def _expect(step: m.Expect, s: StepSlice) -> list[Verdict]:
         )
         if d.replies:
             view = s.view()
-            verdicts.append(checkers.replies(view, checkers.sent_in_session(s.ops, view.session)))
+            verdicts.append(checkers.replies(view, s.sent_in_session(view.session)))
     if step.history is not None:
         verdicts.append(_expect_history(step.history, s))
         verdicts.append(checkers.delivery(s.view(), s.positions))
@@ -472,7 +493,7 @@ def _expect_history(h: m.HistoryExpect, s: StepSlice) -> Verdict:
         why = done.body.error if done and isinstance(done.body, Failure) else "not read"
         return _verdict("history", False, f"the server's history could not be read: {why}")
     view = s.view()
-    sent = checkers.sent_in_session(s.ops, view.session)
+    sent = s.sent_in_session(view.session)
     verdict = checkers.history(
         done.body.turns,
         sent,

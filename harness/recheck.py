@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from harness.checkers import Verdict
 from harness.driver.base import PositionModel
-from harness.history import Op, StepEnd, StepStart
+from harness.history import History, Op, StepEnd, StepStart
 from harness.judge import StepSlice, judge
+from harness.opindex import OpIndex
 from harness.results import RunResult, ScenarioResult, StepResult
 from harness.runner import apply_verdicts, resolve_step
 from harness.scenario import model as m
@@ -42,6 +43,7 @@ def rejudge_steps(result: ScenarioResult) -> list[StepResult]:
     # Positions in the list, not the stored `index`: a history edited by hand is judged as it is.
     ends = {op.id: i for i, op in enumerate(ops) if isinstance(op.body, StepEnd)}
     positions = PositionModel(order=result.positions, continues_across_sessions=False)  # type: ignore[arg-type]
+    index = OpIndex(History(ops))
     out: list[StepResult] = []
     for position, op in enumerate(ops):
         body = op.body
@@ -54,7 +56,13 @@ def rejudge_steps(result: ScenarioResult) -> list[StepResult]:
         fresh = StepResult(path=body.path, kind=body.kind, status="passed", client=body.client)
         verdicts = judge(
             step,
-            StepSlice(ops=ops[:end], first=position + 1, client=body.client, positions=positions),
+            StepSlice(
+                ops=ops[:end],
+                first=position + 1,
+                client=body.client,
+                positions=positions,
+                index=index,
+            ),
         )
         apply_verdicts(fresh, verdicts)
         out.append(fresh)

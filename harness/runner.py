@@ -67,6 +67,7 @@ from harness.history import (
 )
 from harness.history import Connect as ConnectOp
 from harness.judge import StepSlice, judge
+from harness.opindex import OpIndex
 from harness.plan import ClockMode
 from harness.results import StepResult
 from harness.scenario import model as m
@@ -160,6 +161,8 @@ class ScenarioRun:
         self.target = target
         self.faults = faults
         self.history = history
+        self.index = OpIndex(history)
+        """Each client's operations, so judging a herd's steps is not quadratic."""
         self.factory = driver
         self.clock = clock
         self.seed = seed
@@ -328,6 +331,7 @@ class ScenarioRun:
                 first=first,
                 client=result.client,
                 positions=(client.driver if client else self._any_driver()).info.positions,
+                index=self.index,
             ),
         )
         apply_verdicts(result, verdicts, fallback=fallback)
@@ -845,7 +849,10 @@ class ScenarioRun:
 
     async def _inspect_store(self, client: ClientState) -> None:
         """Read the rows of the client's last session (as the history knows it)."""
-        session = checkers.client_view(self.history.ops, client.spec.name).session
+        name = client.spec.name
+        session = checkers.client_view(
+            self.index.of((name,), 0, len(self.history.ops)), name
+        ).session
         if session is None:
             raise StepFailedError(f"{client.spec.name} has held no session to look for")
         target = self.target

@@ -326,10 +326,12 @@ def merge(history: History, parts: Sequence[Sequence[Op]]) -> None:
     """Merge workers' operations into ``history``: in time order (stable: each process's
     own order kept), numbered again from 0. Ids stay as they are (from disjoint ranges)."""
     combined = sorted(itertools.chain(history.ops, *parts), key=lambda op: op.time)
-    history.ops[:] = [
-        op if op.index == i else msgspec.structs.replace(op, index=i)
-        for i, op in enumerate(combined)
-    ]
+    history.replace(
+        [
+            op if op.index == i else msgspec.structs.replace(op, index=i)
+            for i, op in enumerate(combined)
+        ]
+    )
 
 
 @dataclass
