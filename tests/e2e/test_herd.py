@@ -12,6 +12,7 @@ import itertools
 import os
 import signal
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -198,7 +199,7 @@ def test_the_herd_of_1000_passes_with_every_clients_delivery_checked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """scenarios/chaos/07_herd_of_1000.yaml on both cores: one outage, 1000 resumes in full,
-    1000 delivery checks passed, re-derived from the merged history."""
+    1000 delivery checks and 1000 reply checks passed, re-derived from the merged history."""
     reports = tmp_path / "reports"
     code = cli.main(["run", str(HERD_OF_1000), "--report-dir", str(reports), "--workers", "2"])
     record = results.read(reports / "latest" / "results.json")
@@ -206,9 +207,9 @@ def test_the_herd_of_1000_passes_with_every_clients_delivery_checked(
     failed = [f"{s.path}: {s.message}" for s in scenario.steps if s.status != "passed"][:5]
     assert exit_codes.OK == code, failed or scenario.error
     assert ["create", "down", "up", "delete"] == fault_actions(scenario.history)
-    delivery = [v for s in scenario.steps if s.kind == "expect" and s.client for v in s.verdicts]
-    assert 1000 == len(delivery)
-    assert all(v.passed for v in delivery)
+    checks = [v for s in scenario.steps if s.kind == "expect" and s.client for v in s.verdicts]
+    assert {"delivery": 1000, "replies": 1000} == dict(Counter(v.check for v in checks))
+    assert all(v.passed for v in checks)
     assert "1000 clients in 2 worker processes" in record.environment["spread"]
     capsys.readouterr()
     assert exit_codes.OK == cli.main(["check", str(reports / "latest" / "results.json")])
