@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from websockets.asyncio.client import connect
 
 from harness import checkers
-from harness.driver.base import ClientConfig, Observation, PositionModel
+from harness.driver.base import ClientConfig, PositionModel
 from harness.driver.reference import INFO, ReferenceDriver
 from harness.history import (
     AwaitReply,
@@ -44,6 +44,7 @@ from harness.history import (
     Disconnect,
     Done,
     History,
+    Observation,
     Outcome,
     RawAnswer,
     RealWait,
