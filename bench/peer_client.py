@@ -3,10 +3,11 @@
 ``python -m bench.peer_client --target echo|reference --url URL --rate R --clients V
 --turns N --frames F [--hold S]`` starts ``V`` simulated clients, one every ``1/R`` seconds
 (Artillery's ``arrivalRate``); each connects, makes ``N`` turns (one frame sent, ``F`` frames
-received) and disconnects; with ``--hold S`` it instead stays connected ``S`` seconds after it
-connected and makes no turn. Every client records every operation in a ``History`` of its own, as
-the runner does: each call an ``invoke`` and a completion, each frame received an ``event``; at
-the end the delivery check runs over each client's history.
+received) and disconnects; with ``--hold S`` it first stays connected ``S`` seconds; with
+``--cycles C`` (reference only) it then reconnects ``C - 1`` times, each a ``resume`` of its
+session followed by the same turns and disconnect. Every client records every operation in a
+``History`` of its own, as the runner does: each call an ``invoke`` and a completion, each frame
+received an ``event``; at the end the delivery check runs over each client's history.
 
 - ``reference``: the harness's ``ReferenceDriver`` (``AsyncClient``, ``ClientProtocol``):
   ``connect`` (hello, welcome), then ``send_message`` and ``await_reply`` per turn (the reply's
@@ -49,6 +50,7 @@ from harness.history import (
     RawAnswer,
     RealWait,
     Replied,
+    Resume,
     SendMessage,
     SendRaw,
     Sent,
@@ -113,18 +115,25 @@ async def reference_client(args: argparse.Namespace, token: str, tally: Tally) -
             await asyncio.sleep(args.hold)
             history.complete(op, "ok", Done())
             tally.held -= 1
-        for _ in range(args.turns):
-            op = history.invoke("c", SendMessage(text=TEXT))
-            message_id = await driver.send_message(TEXT)
-            history.complete(op, "ok", Sent(message_id=message_id, connected=driver.connected))
-            op = history.invoke("c", AwaitReply(message_id=message_id, timeout=TURN_TIMEOUT_S))
-            parts = await driver.await_reply(message_id, TURN_TIMEOUT_S)
-            history.complete(op, "ok", Replied(parts=parts))
-            tally.sent += 1
-            tally.received += args.frames
-        op = history.invoke("c", Disconnect(how="close"))
-        await driver.disconnect("close")
-        history.complete(op, "ok", Done())
+        for cycle in range(args.cycles):
+            if cycle:  # the reconnect: a resume of the same session
+                op = history.invoke("c", Resume(token="current"))
+                outcome = await driver.resume(OPEN_TIMEOUT_S)
+                history.complete(op, "ok", outcome)
+                if outcome.kind != "full":
+                    raise RuntimeError(f"resume: {outcome.kind} {outcome.reason}")
+            for _ in range(args.turns):
+                op = history.invoke("c", SendMessage(text=TEXT))
+                message_id = await driver.send_message(TEXT)
+                history.complete(op, "ok", Sent(message_id=message_id, connected=driver.connected))
+                op = history.invoke("c", AwaitReply(message_id=message_id, timeout=TURN_TIMEOUT_S))
+                parts = await driver.await_reply(message_id, TURN_TIMEOUT_S)
+                history.complete(op, "ok", Replied(parts=parts))
+                tally.sent += 1
+                tally.received += args.frames
+            op = history.invoke("c", Disconnect(how="close"))
+            await driver.disconnect("close")
+            history.complete(op, "ok", Done())
         if driver.client.errors:
             raise RuntimeError(f"protocol errors: {driver.client.errors[:1]}")
     finally:
@@ -208,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, required=True)
     parser.add_argument("--turns", type=int, default=0)
     parser.add_argument("--frames", type=int, default=1, help="frames received per turn")
+    parser.add_argument(
+        "--cycles", type=int, default=1, help="reference: reconnects (resumes) + 1 per client"
+    )
     parser.add_argument("--hold", type=float, default=0.0, help="seconds connected, no turn")
     parser.add_argument("--timeout", type=float, default=300.0, help="bound on the whole run")
     args = parser.parse_args(argv)
