@@ -253,7 +253,9 @@ class AsyncClient:
                 self._changed.set()
                 self._since_ack += 1
                 batch = self._since_ack < self.effective_ack_every
-                await self._send(ws, include_ack=not batch)
+                # Most frames (reply chunks) call for nothing to send: no lock, no call.
+                if self.protocol.has_data_to_send(include_ack=not batch):
+                    await self._send(ws, include_ack=not batch)
                 if not batch:
                     self._since_ack = 0
                 elif self.protocol.ack_due:
