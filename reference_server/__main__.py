@@ -143,6 +143,12 @@ def _configure_logging(fmt: str, level: str) -> None:
     else:
         pattern = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level.upper(), format=pattern, stream=sys.stderr)
+    # websockets logs "connection open" and "connection closed" at INFO for every connection:
+    # two formatted lines and two writes per client, 10,000 of each in a reconnect storm (the
+    # storm profile, docs/performance.md). Its warnings and errors still show; --log-level
+    # DEBUG brings its lines back.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
 async def _serve(config: ServerConfig) -> None:
