@@ -21,7 +21,8 @@ async def test_connections_are_not_logged_at_info_and_are_at_debug(
     """At INFO a connection leaves no "connection open" line; at DEBUG websockets' lines show."""
     log = tmp_path / "server.log"
     env = {"REFERENCE_SERVER_AUTH_SECRET": SECRET}
-    async with ServerProcess(["--log-level", level], env=env, log_path=log) as server:
+    args = ["--store", "memory", "--log-level", level]
+    async with ServerProcess(args, env=env, log_path=log) as server:
         client = AsyncClient(server.url, token())
         assert isinstance(await client.connect(5), Attached)
         await client.bye()
