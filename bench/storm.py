@@ -176,6 +176,7 @@ class Measured:
     fd_limit: tuple[int, int] = (0, 0)
     problems: list[str] = field(default_factory=list)
     workers: int = 1
+    proxies: int = 1
 
 
 async def _set_proxy(api_url: str, upstream: str) -> None:
@@ -190,8 +191,8 @@ class Fleet:
     """The client processes (``bench.storm_worker``): each holds its share of the clients and
     answers one JSON line per command; a command goes to all of them at once."""
 
-    def __init__(self, url: str, token: str, clients: int, workers: int) -> None:
-        self.url, self.token = url, token
+    def __init__(self, urls: list[str], token: str, clients: int, workers: int) -> None:
+        self.urls, self.token = urls, token
         base, extra = divmod(clients, workers)
         self.shares = [base + (i < extra) for i in range(workers)]
         self.procs: list[asyncio.subprocess.Process] = []
@@ -199,14 +200,14 @@ class Fleet:
     async def __aenter__(self) -> Fleet:
         env = {**os.environ, TOKEN_ENV: self.token}
         try:
-            for share in self.shares:
+            for i, share in enumerate(self.shares):
                 self.procs.append(
                     await asyncio.create_subprocess_exec(
                         sys.executable,
                         "-m",
                         "bench.storm_worker",
                         "--url",
-                        self.url,
+                        self.urls[i % len(self.urls)],
                         "--token-env",
                         TOKEN_ENV,
                         "--clients",
@@ -273,6 +274,11 @@ class Fleet:
         return storm
 
 
+def per_proxy(fd_soft_limit: int) -> int:
+    """Clients one Toxiproxy process can carry: two sockets each, some files to spare."""
+    return max(1, (fd_soft_limit - 512) // 2)
+
+
 def workers_for(clients: int) -> int:
     """One client process per ``PER_WORKER`` clients, at least one, at most ``MAX_WORKERS``."""
     return max(1, min(MAX_WORKERS, -(-clients // PER_WORKER)))
@@ -288,14 +294,30 @@ async def _measure(n: int, rounds: int) -> Measured:
                 reference_server("memory", creds, Path(tmp), "memory")
             )
             echo = await stack.enter_async_context(EchoServerProcess(frames=1, size=16))
-            toxiproxy = await stack.enter_async_context(ToxiproxyServer())
-            api = await stack.enter_async_context(ToxiproxyClient(toxiproxy.url))
+            # One Toxiproxy process per share of the clients: each proxied connection is two
+            # sockets there, and a process holds at most the open-files limit.
+            toxiproxies = [
+                await stack.enter_async_context(ToxiproxyServer())
+                for _ in range(-(-n // per_proxy(fd_limit[0])))
+            ]
+            apis = [await stack.enter_async_context(ToxiproxyClient(t.url)) for t in toxiproxies]
+            measured.proxies = len(apis)
             server_up = server.url.split("://", 1)[1].split("/", 1)[0]
             echo_up = echo.url.split("://", 1)[1].split("/", 1)[0]
             base = f"http://{server_up}"
-            proxy = await api.create_proxy(PROXY, server_up)
-            url = f"ws://127.0.0.1:{proxy.port}/ws"
-            fleet = await stack.enter_async_context(Fleet(url, creds.token, n, measured.workers))
+            ports = [(await api.create_proxy(PROXY, server_up)).port for api in apis]
+            fleet = await stack.enter_async_context(
+                Fleet([f"ws://127.0.0.1:{p}/ws" for p in ports], creds.token, n, measured.workers)
+            )
+
+            async def point_at(upstream: str) -> None:
+                for api, toxiproxy in zip(apis, toxiproxies, strict=True):
+                    await api.set_enabled(PROXY, False)
+                    await _set_proxy(toxiproxy.url, upstream)
+
+            async def cut() -> None:
+                for api in apis:
+                    await api.set_enabled(PROXY, False)
 
             async def all_gone() -> bool:
                 if sum(a["connected"] for a in await fleet.ask("connected")):
@@ -310,12 +332,11 @@ async def _measure(n: int, rounds: int) -> Measured:
                 for _ in range(rounds):
                     for mode in modes:
                         limit = None if mode == "at once" else PACED
-                        await api.set_enabled(PROXY, False)
+                        await cut()
                         await until(all_gone, 60, "every connection to be seen as cut")
-                        await _set_proxy(toxiproxy.url, echo_up)
-                        bare = await fleet.storm("bare", limit, url=f"ws://127.0.0.1:{proxy.port}/")
-                        await api.set_enabled(PROXY, False)
-                        await _set_proxy(toxiproxy.url, server_up)
+                        await point_at(echo_up)
+                        bare = await fleet.storm("bare", limit)
+                        await point_at(server_up)
                         resume = await fleet.storm("resume", limit)
                         measured.rounds.append(Round(mode, bare, resume))
                         # One more chat each: the stream goes on after the resume.
@@ -348,8 +369,10 @@ def _verdict(ratios: list[float]) -> str:
 
 def _table(m: Measured) -> str:
     intro = (
-        f"{m.clients:,} clients through one Toxiproxy proxy to the reference server (memory "
-        f"store, default options), held by {m.workers} client process(es) "
+        f"{m.clients:,} clients to the reference server (memory store, default options) "
+        f"through {m.proxies} Toxiproxy process(es) (one proxy each, each a share of the "
+        "clients: a proxied connection is two of its sockets), held by "
+        f"{m.workers} client process(es) "
         "(`bench.storm_worker`, each its share; a storm's command goes to all at once and its "
         "time runs to the last completion in any of them). A round: the proxy disabled (every "
         "connection cut); once the server has seen them go, the proxy pointed at the echo "

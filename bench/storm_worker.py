@@ -6,8 +6,9 @@ each with one JSON line on stdout (``{"error": ...}`` if it failed):
 
 - ``setup``: connect every client (at most ``PACED`` in flight) and chat once;
 - ``connected``: how many clients still count themselves connected;
-- ``bare`` (``url``, ``limit``): ``K`` bare ``websockets`` ``connect()`` to ``url`` together
-  (at most ``limit`` in flight; null: all at once), then close them;
+- ``bare`` (``limit``): ``K`` bare ``websockets`` ``connect()`` to the same URL together (the
+  parent has pointed the proxy at the echo server; at most ``limit`` in flight; null: all at
+  once), then close them;
 - ``resume`` (``limit``): every client resumes together, the same way;
 - ``chat``: one more chat each;
 - ``check``: each client's delivered seqs are 1..n, with no duplicate and no protocol error;
@@ -77,6 +78,7 @@ class Storm:
 
 class Worker:
     def __init__(self, url: str, token: str, clients: int) -> None:
+        self.url = url
         self.clients = [
             AsyncClient(url, token, open_timeout=OPEN_TIMEOUT_S) for _ in range(clients)
         ]
@@ -95,7 +97,9 @@ class Worker:
     async def connected(self) -> dict[str, Any]:
         return {"connected": sum(c.connected for c in self.clients)}
 
-    async def bare(self, url: str, limit: int | None) -> dict[str, Any]:
+    async def bare(self, limit: int | None) -> dict[str, Any]:
+        """Bare connects through this worker's proxy (pointed at the echo server by then)."""
+        url = self.url
         storm, opened = Storm(), []
 
         async def one() -> None:
