@@ -283,10 +283,12 @@ class Sizes:
     hold_rate: float
     steps: tuple[int, ...]
     targets: tuple[Target, ...]
+    repeats: int
+    """Cost runs per load and tool, interleaved; the one with the least CPU is kept."""
 
 
-FULL = Sizes(100, 200, 1000, True, 500, (1000, 2500, 5000, 10_000), TARGETS)
-QUICK = Sizes(100, 100, 300, False, 200, (400,), ("echo",))
+FULL = Sizes(100, 200, 1000, True, 500, (1000, 2500, 5000, 10_000), TARGETS, 2)
+QUICK = Sizes(100, 100, 300, False, 200, (400,), ("echo",), 1)
 
 
 @dataclass
@@ -325,13 +327,18 @@ async def _measure(quick: bool) -> Measured:
                 loads = [("small", sizes.small, TURNS), ("large", sizes.large, TURNS)]
                 if sizes.per_message:
                     loads.append(("messages", sizes.large, 4 * TURNS))
-                for label, clients, turns in loads:
-                    for tool in measured.tools:  # interleaved, so drift hits both alike
-                        timeout = 60 + 2 * clients / sizes.rate
-                        measured.cost[(tool, target, label)] = await RUNNERS[tool](
-                            target, server.url, creds.token, sizes.rate, clients, turns, 0.0,
-                            workdir, timeout,
-                        )  # fmt: skip
+                for _ in range(sizes.repeats):
+                    for label, clients, turns in loads:
+                        for tool in measured.tools:  # interleaved: drift hits both alike
+                            timeout = 60 + 2 * clients / sizes.rate
+                            run = await RUNNERS[tool](
+                                target, server.url, creds.token, sizes.rate, clients, turns,
+                                0.0, workdir, timeout,
+                            )  # fmt: skip
+                            key = (tool, target, label)
+                            kept = measured.cost.get(key)
+                            if kept is None or run.cpu_s < kept.cpu_s:
+                                measured.cost[key] = run
                 if isinstance(server, ServerProcess) and target == "reference":
                     measured.problems += log_problems(server)
         for tool in measured.tools:
@@ -367,6 +374,14 @@ def _per_message_us(m: Measured, tool: Tool, target: Target) -> float | None:
     return (more.cpu_s - large.cpu_s) / (more.messages - large.messages) * 1e6
 
 
+def _us(per_message: float | None) -> str:
+    if per_message is None:
+        return "-"
+    if per_message <= 0:  # the extra turns cost less than the noise between the two runs
+        return f"not resolved ({per_message:,.1f})"
+    return f"{per_message:,.1f}"
+
+
 def _errors(run: Run) -> str:
     if run.clean:
         return "none"
@@ -391,7 +406,8 @@ def _table(m: Measured) -> str:
         "system time (`os.wait4`), memory its peak RSS. Per client: the difference between "
         f"the {s.large:,}-client and the {s.small:,}-client runs over the {s.large - s.small:,} "
         "clients between; per message (frames sent + received): between "
-        f"{4 * TURNS} and {TURNS} turns per client at {s.large:,} clients. The harness side "
+        f"{4 * TURNS} and {TURNS} turns per client at {s.large:,} clients. Each run is the "
+        f"least CPU of {s.repeats} interleaved. The harness side "
         "records every operation in a `History` per client and checks each client's delivery.",
         "",
     ]
@@ -422,7 +438,7 @@ def _table(m: Measured) -> str:
                 base = _per_client_us(m, "artillery", target)
                 ratio = f"{per_client / base:.2f}x"
                 base_msg = _per_message_us(m, "artillery", target)
-                if per_message is not None and base_msg:
+                if per_message is not None and per_message > 0 and base_msg and base_msg > 0:
                     ratio_msg = f"{per_message / base_msg:.2f}x"
                 if tool == "harness":
                     verdicts.append(
@@ -431,7 +447,7 @@ def _table(m: Measured) -> str:
                     )
             lines.append(
                 f"| {target} | {tool} | {per_client:,.0f} | {ratio} "
-                f"| {'-' if per_message is None else f'{per_message:,.1f}'} | {ratio_msg} |"
+                f"| {_us(per_message)} | {ratio_msg} |"
             )
     if verdicts:
         lines += [
