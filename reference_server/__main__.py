@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     a("--max-frames-per-s", type=float, default=1000.0, help="flood limit per connection")
     a("--frame-burst", type=int, default=2000, help="frames allowed in a burst")
     a(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection has to finish its opening handshake (default 10)",
+    )
+    a(
         "--max-connections",
         type=int,
         default=20_000,
@@ -115,6 +121,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         chunk_delay_s=args.chunk_delay,
         max_frames_per_s=args.max_frames_per_s,
         frame_burst=args.frame_burst,
+        handshake_timeout_s=args.handshake_timeout,
         max_connections=args.max_connections,
         max_sessions=args.max_sessions,
         overload_retry_after_ms=args.overload_retry_after,
