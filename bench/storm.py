@@ -1,8 +1,9 @@
 """Reconnection storm: every client of a server loses its connection at once and resumes at once.
 
 Topology: the reference server (memory store; default options but a 60 s handshake timeout
-and a 180 s full window, see below) in a child process; one
-Toxiproxy server (the harness's ``ToxiproxyServer``) with one proxy in front of it; ``N``
+and a 180 s full window, see below) in a child process; Toxiproxy servers (the harness's
+``ToxiproxyServer``, one per share of the clients that its open-files limit can carry), each
+with one proxy in front of it; ``N``
 ``AsyncClient`` clients (10,000; quick: 200) held by client processes of their own
 (``bench.storm_worker``, one per 2,500 clients: a single event loop cannot make 10,000
 handshakes in the time a storm allows, and two cores want more than one), each connected
@@ -26,8 +27,8 @@ mode runs 3 rounds of each mode (below) and judges the goal on the median round.
 
 Toxiproxy accepts a client and dials its upstream in one loop, one connection after the other
 (``proxy.go``), so when the upstream's accept queue is full the dial's SYN is dropped and the
-whole proxy waits for the SYN retransmission, about 1 s. Both Python servers listen with
-asyncio's default backlog of 100. Each storm therefore counts the kernel's
+whole proxy waits for the SYN retransmission, about 1 s. Both Python servers listen with a
+backlog of 4096 (asyncio's default of 100 caused exactly that). Each storm therefore counts the kernel's
 ``TcpExt.ListenOverflows`` (``/proc/net/netstat``, this network namespace) around it, and each
 round also runs both storms "paced": at most ``PACED`` connects or resumes in flight (a
 semaphore; a latency then runs from the semaphore's grant), which keeps every accept queue
