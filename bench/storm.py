@@ -28,10 +28,10 @@ mode runs 3 rounds of each mode (below) and judges the goal on the median round.
 Toxiproxy accepts a client and dials its upstream in one loop, one connection after the other
 (``proxy.go``), so when the upstream's accept queue is full the dial's SYN is dropped and the
 whole proxy waits for the SYN retransmission, about 1 s. Both Python servers listen with a
-backlog of 4096 (asyncio's default of 100 caused exactly that). Each storm therefore counts the kernel's
-``TcpExt.ListenOverflows`` (``/proc/net/netstat``, this network namespace) around it, and each
-round also runs both storms "paced": at most ``PACED`` connects or resumes in flight (a
-semaphore; a latency then runs from the semaphore's grant), which keeps every accept queue
+backlog of 4096 (asyncio's default of 100 caused exactly that). Each storm therefore counts the
+kernel's ``TcpExt.ListenOverflows`` (``/proc/net/netstat``, this network namespace) around it,
+and each round also runs both storms "paced": at most ``PACED`` connects or resumes in flight
+(a semaphore; a latency then runs from the semaphore's grant), which keeps every accept queue
 short, so the paced ratio is the CPU cost alone.
 """
 
