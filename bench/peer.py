@@ -288,7 +288,7 @@ class Sizes:
 
 
 FULL = Sizes(100, 200, 1000, True, 500, (1000, 2500, 5000, 10_000), TARGETS, 2)
-QUICK = Sizes(100, 100, 300, False, 200, (400,), ("echo",), 1)
+QUICK = Sizes(100, 100, 200, False, 200, (200,), ("echo",), 1)
 
 
 @dataclass
