@@ -384,7 +384,7 @@ def _table(m: Measured) -> str:
         "",
         f"The same bound on the other ratios: against `AsyncClient` (the cost "
         f"of the recording layer) **{verdict(layer_wall)}** ({layer_wall:.2f}x wall, "
-        f"{layer_cpu:.2f}x client CPU); against the bare `websockets` client **"
+        f"{layer_cpu:.2f}x client CPU); against the bare `websockets` client by wall time **"
         f"{verdict(vs_bare)}** ({vs_bare:.2f}x wall, {vs_bare_cpu:.2f}x client CPU; this ratio "
         "also holds the reference server's own work per turn, which the echo server does not "
         "do, and the protocol client's decoding, sequencing and acks).",
