@@ -9,7 +9,8 @@ the same way, against the same server child process:
 - **echo**: ``bench.echo_server`` answering each frame with ``FRAMES`` frames;
 - **reference**: the reference server (memory store, ``--chunk-delay 0``), where a turn is a
   ``user_message`` answered by its reply chunks and the server's ack (``FRAMES`` frames in all,
-  counted from a real turn).
+  as a real turn of this agent brings them: Artillery waits for exactly that many; were the
+  shape to change, its waits would time out and show as errors).
 
 A simulated client (an Artillery virtual user) connects (on the reference server: ``hello``,
 then the ``welcome``), makes ``TURNS`` turns (one frame sent, ``FRAMES`` received) and
@@ -29,7 +30,9 @@ client connected and none failed; it stops at the first failing step or at the l
 client is the peak-RSS difference between the largest and the smallest step passed.
 
 Artillery does not check what arrives (each ``wait`` step takes any one frame); the harness
-side checks every client's whole stream (dense positions, no loss, no duplicate).
+side checks every client's whole stream (dense positions, no loss, no duplicate). Artillery's
+frame counts are its own counters; the harness side's on the reference server are ``FRAMES``
+per completed turn (the driver waits for the final chunk, not for a count of frames).
 """
 
 from __future__ import annotations
