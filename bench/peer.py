@@ -408,9 +408,14 @@ def _table(m: Measured) -> str:
         f"Clients arrive at {s.rate:g}/s. Each tool is a child process; CPU is its user + "
         "system time (`os.wait4`), memory its peak RSS. Per client: the difference between "
         f"the {s.large:,}-client and the {s.small:,}-client runs over the {s.large - s.small:,} "
-        "clients between; per message (frames sent + received): between "
-        f"{4 * TURNS} and {TURNS} turns per client at {s.large:,} clients. Each run is the "
-        f"least CPU of {s.repeats} interleaved. The harness side "
+        "clients between"
+        + (
+            f"; per message (frames sent + received): between {4 * TURNS} and {TURNS} turns "
+            f"per client at {s.large:,} clients"
+            if s.per_message
+            else " (this size measures no per-message figure)"
+        )
+        + f". Each run is the least CPU of {s.repeats} interleaved. The harness side "
         "records every operation in a `History` per client and checks each client's delivery.",
         "",
     ]
