@@ -11,7 +11,7 @@ import shlex
 import sys
 from collections.abc import Callable
 
-from . import codec, overhead, resume, sessions, storm, throughput, virtual_time
+from . import codec, overhead, peer, profile, resume, sessions, storm, throughput, virtual_time
 from .report import write_section
 
 BENCHMARKS: dict[str, Callable[[bool], str]] = {
@@ -22,6 +22,8 @@ BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "storm": lambda quick: storm.run(quick)[1],
     "sessions": lambda quick: sessions.run(quick)[1],
     "overhead": lambda quick: overhead.run(quick)[1],
+    "peer": lambda quick: peer.run(quick)[1],
+    "profile": lambda quick: profile.run(quick)[1],
 }
 
 

@@ -30,7 +30,7 @@ def payload(size: int) -> bytes:
     return head + b"x" * max(0, size - len(head) - len(tail)) + tail
 
 
-async def _serve(host: str, port: int, frames: int, size: int) -> None:
+async def _serve(host: str, port: int, frames: int, size: int, open_timeout: float) -> None:
     answer = payload(size)
 
     async def handle(ws: ServerConnection) -> None:
@@ -46,7 +46,13 @@ async def _serve(host: str, port: int, frames: int, size: int) -> None:
     # The same connection options as the reference server: no compression, no WebSocket pings.
     # The same listen backlog as the reference server, so storms compare like with like.
     async with serve(
-        handle, host, port, ping_interval=None, compression=None, backlog=4096
+        handle,
+        host,
+        port,
+        ping_interval=None,
+        compression=None,
+        backlog=4096,
+        open_timeout=open_timeout,
     ) as server:
         bound = server.sockets[0].getsockname()
         print(f"{READY_PREFIX}ws://{bound[0]}:{bound[1]}/", flush=True)
@@ -60,10 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--frames", type=int, default=1, help="frames sent per frame received")
     parser.add_argument("--size", type=int, default=100, help="bytes per frame sent")
+    parser.add_argument(
+        "--open-timeout", type=float, default=10.0, help="handshake timeout, s (default 10)"
+    )
     args = parser.parse_args(argv)
     if args.frames < 1 or args.size < 1:
         parser.error("--frames and --size must be positive")
-    asyncio.run(_serve(args.host, args.port, args.frames, args.size))
+    asyncio.run(_serve(args.host, args.port, args.frames, args.size, args.open_timeout))
     return 0
 
 
@@ -71,9 +80,11 @@ class EchoServerProcess(ServerProcess):
     """``async with EchoServerProcess(frames=5, size=90) as echo: echo.url``: the launcher of
     the reference server, pointed at this module."""
 
-    def __init__(self, *, frames: int, size: int, start_timeout: float = 15.0) -> None:
+    def __init__(
+        self, *, frames: int, size: int, start_timeout: float = 15.0, open_timeout: float = 10.0
+    ) -> None:
         super().__init__(
-            ["--frames", str(frames), "--size", str(size)],
+            ["--frames", str(frames), "--size", str(size), "--open-timeout", f"{open_timeout:g}"],
             module="bench.echo_server",
             cwd=ROOT,
             start_timeout=start_timeout,

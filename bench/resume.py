@@ -44,6 +44,8 @@ from .throughput import (
 )
 
 WARMUP = 5
+GOAL = 2.0
+"""Issue 15's goal: drop + resume p50 (memory store) at most this many times a bare connect's."""
 PAUSE_S = 0.002
 """Untimed pause after each drop, so the server has seen the connection go (no takeover)."""
 
@@ -195,7 +197,13 @@ def _table(cycles: int, results: dict[str, Latencies], problems: list[str]) -> s
             f"| {labels[name]} | {p50:.2f} | {p90:.2f} | {p99:.2f} "
             f"| {max(lat.samples) * 1e3:.2f} | {lat.percentile(50) / base:.2f}x |"
         )
-    lines.append("")
+    ratio = results["memory"].percentile(50) / base
+    lines += [
+        "",
+        f"Goal (drop + resume p50, memory store, at most {GOAL:g}x a bare connect's p50): "
+        f"**{'met' if ratio <= GOAL else 'NOT met'}** ({ratio:.2f}x).",
+        "",
+    ]
     for name in ("memory", "sqlite", "redis_same", "redis_other"):
         lat = results[name]
         count = lat.server.get("ws_resume_seconds_count", 0.0)

@@ -57,8 +57,9 @@ TEXT = "hello"
 CONNECTIONS = 16
 PER_CONNECTION = 1
 WINDOW = CONNECTIONS * PER_CONNECTION
-GOAL = 0.5
-"""The issue's goal: the memory store reaches at least this fraction of the echo's frames/s."""
+GOAL = 0.7
+"""Issue 15's goal (0.5 before it): the memory store reaches at least this fraction of the
+echo's reply frames/s."""
 RUN_TIMEOUT_S = 60.0
 CPU_MIN_RUN_S = 0.2
 WARMUP_REQUESTS = 800

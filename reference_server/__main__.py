@@ -85,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     a("--max-frames-per-s", type=float, default=1000.0, help="flood limit per connection")
     a("--frame-burst", type=int, default=2000, help="frames allowed in a burst")
     a(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection has to finish its opening handshake (default 10)",
+    )
+    a(
         "--max-connections",
         type=int,
         default=20_000,
@@ -131,6 +137,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         chunk_delay_s=args.chunk_delay,
         max_frames_per_s=args.max_frames_per_s,
         frame_burst=args.frame_burst,
+        handshake_timeout_s=args.handshake_timeout,
         max_connections=args.max_connections,
         max_sessions=args.max_sessions,
         overload_retry_after_ms=args.overload_retry_after,
@@ -159,6 +166,12 @@ def _configure_logging(fmt: str, level: str) -> None:
     else:
         pattern = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level.upper(), format=pattern, stream=sys.stderr)
+    # websockets logs "connection open" and "connection closed" at INFO for every connection:
+    # two formatted lines and two writes per client, 10,000 of each in a reconnect storm (the
+    # storm profile, docs/performance.md). Its warnings and errors still show; --log-level
+    # DEBUG brings its lines back.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
 async def _serve(config: ServerConfig) -> None:

@@ -17,6 +17,7 @@ from typing import Literal, TypeVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from reference_server.batched_send import send_texts
 from reference_server.protocol import (
     SUPPORTED_VERSIONS,
     Attached,
@@ -252,7 +253,9 @@ class AsyncClient:
                 self._changed.set()
                 self._since_ack += 1
                 batch = self._since_ack < self.effective_ack_every
-                await self._send(ws, include_ack=not batch)
+                # Most frames (reply chunks) call for nothing to send: no lock, no call.
+                if self.protocol.has_data_to_send(include_ack=not batch):
+                    await self._send(ws, include_ack=not batch)
                 if not batch:
                     self._since_ack = 0
                 elif self.protocol.ack_due:
@@ -292,10 +295,19 @@ class AsyncClient:
         rate limit (§12.1): acks and pongs go at once, other frames wait for the pacer."""
         async with self._sending:
             pacer = self._pacer
-            for frame in self.protocol.data_to_send(include_ack=include_ack):
-                if pacer is not None and not frame.startswith(_FREE_FRAMES):
+            frames = self.protocol.data_to_send(include_ack=include_ack)
+            if pacer is None:
+                await send_texts(ws, frames)  # one write for them all
+                return
+            ready: list[bytes] = []
+            for frame in frames:
+                if not frame.startswith(_FREE_FRAMES) and not pacer.take():
+                    # Out of tokens: what is ready goes now, the rest waits its turn.
+                    await send_texts(ws, ready)
+                    ready = []
                     await pacer.wait()
-                await ws.send(frame, text=True)
+                ready.append(frame)
+            await send_texts(ws, ready)
 
     # --- requests ------------------------------------------------------------------------
 
@@ -391,6 +403,16 @@ class _Pacer:
         if limits is None or limits.frames_per_s is None or limits.frame_burst is None:
             return None
         return cls(limits.frames_per_s, limits.frame_burst)
+
+    def take(self) -> bool:
+        """Take one token if there is one now."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
     async def wait(self) -> None:
         """Take one token, sleeping until there is one."""

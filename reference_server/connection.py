@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from reference_server import addresses, wire
 from reference_server.application import Application
+from reference_server.batched_send import send_texts
 from reference_server.clock import Clock
 from reference_server.config import ServerConfig
 from reference_server.faults import FaultPlan
@@ -240,10 +241,15 @@ class ConnectionLoop:
         """Send what the session queued, if this connection still carries it."""
         if host.ws is ws and host.session.connection_id == connection_id:
             frames = host.take_first_frames(connection_id) + host.session.data_to_send()
+            if not self.config.chunk_delay_s:
+                await send_texts(ws, frames)  # one write for them all
+                if frames:
+                    self.metrics.messages_out.inc(len(frames))
+                return
             for frame in frames:
                 await ws.send(frame, text=True)
                 self.metrics.messages_out.inc()
-                if self.config.chunk_delay_s and frame.startswith(b'{"type":"reply_chunk"'):
+                if frame.startswith(b'{"type":"reply_chunk"'):
                     await asyncio.sleep(self.config.chunk_delay_s)
 
 

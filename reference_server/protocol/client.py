@@ -337,6 +337,10 @@ class ClientProtocol:
         """Has something been delivered since the last ack was queued?"""
         return self._ack_pending
 
+    def has_data_to_send(self, *, include_ack: bool = True) -> bool:
+        """Whether ``data_to_send`` (with the same ``include_ack``) would return a frame."""
+        return bool(self._outbox) or (include_ack and self._ack_pending)
+
     def data_to_send(self, *, include_ack: bool = True) -> list[bytes]:
         """Return and forget the frames to send, ending with one cumulative ack if one is due.
 

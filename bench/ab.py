@@ -1,0 +1,141 @@
+"""Before and after a change, in one run: the servers or the clients of several source trees.
+
+``python -m bench.ab server TREE...`` starts one reference server from each tree (``python -m
+reference_server`` with the tree as working directory) and drives the same loads against each
+in turn, interleaved, with this tree's ``bench.peer_client``; ``python -m bench.ab client
+TREE...`` runs each tree's ``bench.peer_client`` against the last tree's server. Each figure is
+the least CPU time of ``--repeats`` runs (the server's, from ``/proc``; the client process's,
+from ``os.wait4``). ``server`` mode also runs the throughput benchmark's load against each server
+with its bare echo baseline (best reply frames/s, least server CPU per request).
+
+A tree is a source checkout, e.g. ``git worktree add /tmp/before HEAD~1`` or ``git archive
+HEAD~1 | tar -x -C /tmp/before``. The docs/performance.md section on profiles names the
+commands whose figures it quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from reference_server.launcher import ServerProcess
+
+from .echo_server import EchoServerProcess
+from .peer import _child
+from .throughput import (
+    BenchError,
+    Run,
+    cpu_seconds,
+    credentials,
+    measure_reply,
+    run_echo,
+    run_reference,
+)
+
+SERVER_ARGS = [
+    "--store", "memory", "--chunk-delay", "0", "--max-frames-per-s", "1000000",
+    "--frame-burst", "1000000", "--max-sessions", "100000",
+]  # fmt: skip
+LOADS = {
+    "storm": ["--clients", "500", "--rate", "100000", "--turns", "1", "--cycles", "3"],
+    "turns": ["--clients", "16", "--rate", "1000", "--turns", "300"],
+}
+TOKEN_ENV = "BENCH_AB_TOKEN"
+HERE = Path(__file__).resolve().parents[1]
+
+
+async def _client(tree: Path, url: str, token: str, load: list[str]) -> float:
+    """CPU seconds of one ``bench.peer_client`` run from ``tree``."""
+    argv = [
+        sys.executable, "-m", "bench.peer_client", "--target", "reference", "--url", url,
+        "--token-env", TOKEN_ENV, *load,
+    ]  # fmt: skip
+    code, text, cpu, _, _ = await _child(argv, {**os.environ, TOKEN_ENV: token}, tree, 300)
+    lines = text.strip().splitlines()
+    result = json.loads(lines[-1]) if code == 0 and lines else {}
+    if result.get("failed", 1) or result.get("undelivered", 1):
+        raise BenchError(f"peer_client from {tree} failed: {text[-300:]}")
+    return cpu
+
+
+def _runs(label: str, runs: list[float]) -> str:
+    return f"{label}: {min(runs):.3f} s (every run: {', '.join(f'{r:.2f}' for r in runs)})"
+
+
+async def _throughput(trees: list[Path], servers: list[ServerProcess], token: str, n: int) -> None:
+    chunks, size = await measure_reply(servers[-1].url, token)
+    async with EchoServerProcess(frames=chunks, size=size) as echo:
+        results: dict[str, list[Run]] = {"echo": [], **{str(t): [] for t in trees}}
+        await run_echo(echo.url, 500, chunks=chunks)  # untimed warm-up
+        for server in servers:
+            await run_reference(server.url, token, 500, chunks=chunks)
+        for _ in range(n):
+            results["echo"].append(
+                await run_echo(echo.url, 3000, chunks=chunks, server_pid=echo.pid)
+            )
+            for tree, server in zip(trees, servers, strict=True):
+                results[str(tree)].append(
+                    await run_reference(
+                        server.url, token, 3000, chunks=chunks, server_pid=server.pid
+                    )
+                )
+    best_echo = max(r.frames_per_s for r in results["echo"])
+    print(f"throughput, 3000 requests, {n} interleaved runs (best frames/s; least server CPU):")
+    for name, runs in results.items():
+        best = max(r.frames_per_s for r in runs)
+        every = ", ".join(f"{r.frames_per_s:,.0f}" for r in runs)
+        cpu = min(r.server_cpu_s for r in runs) / 3000 * 1e6
+        ratio = best / best_echo
+        print(f"  {name}: {best:,.0f} frames/s ({every}), {ratio:.3f}x echo; {cpu:.0f} µs/request")
+
+
+async def _main(mode: str, trees: list[Path], repeats: int) -> None:
+    creds = credentials()
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
+        async with contextlib.AsyncExitStack() as stack:
+            servers = [
+                await stack.enter_async_context(
+                    ServerProcess(
+                        SERVER_ARGS, env=creds.env, log_path=Path(tmp) / f"{i}.log", cwd=tree
+                    )
+                )
+                for i, tree in enumerate(trees)
+            ]
+            if mode == "server":
+                await _throughput(trees, servers, creds.token, repeats)
+            for label, load in LOADS.items():
+                cpu: dict[Path, list[float]] = {t: [] for t in trees}
+                for _ in range(repeats):
+                    for tree, server in zip(trees, servers, strict=True):
+                        if mode == "server":
+                            before = cpu_seconds(server.pid)
+                            await _client(HERE, server.url, creds.token, load)
+                            cpu[tree].append(cpu_seconds(server.pid) - before)
+                        else:
+                            cpu[tree].append(
+                                await _client(tree, servers[-1].url, creds.token, load)
+                            )
+                print(f"{mode} CPU, {label} load ({' '.join(load)}), least of {repeats}:")
+                for tree, runs in cpu.items():
+                    print("  " + _runs(str(tree), runs))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
+    parser.add_argument("mode", choices=("server", "client"))
+    parser.add_argument("trees", nargs="+", type=Path)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    asyncio.run(_main(args.mode, [t.resolve() for t in args.trees], args.repeats))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
