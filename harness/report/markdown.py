@@ -8,6 +8,7 @@ performance, environment, recommendations) and adds a fault timeline per scenari
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from harness.checkers import percentile
@@ -195,14 +196,76 @@ def _scenario(scenario: ScenarioResult) -> list[str]:
     ]
     if scenario.steps:
         lines += ["| step | kind | result | what happened |", "|---|---|---|---|"]
-        for step in scenario.steps:
-            message = step.message.replace("|", "\\|")
-            lines.append(f"| {step.path} | {step.kind} | {step.status} | {message} |")
+        lines += _step_rows(scenario.steps)
         lines.append("")
     timeline = _timeline(scenario.history)
     if timeline:
         lines += ["<details><summary>Fault timeline</summary>", "", *timeline, "", "</details>", ""]
     return lines
+
+
+GROUPED_FROM = 6
+"""A step that this many clients of a `parallel` group ran or more is one row, not one each."""
+LISTED_PER_GROUP = 10
+"""The clients of such a row that did not pass, listed under it (the rest are counted)."""
+
+
+def _step_rows(steps: Sequence[StepResult]) -> list[str]:
+    """One row per step; the same step of many clients of a `parallel` group as one row
+    (`1.*.3`) with its counts, followed by the clients of it that did not pass, so that the
+    report of a herd of 1,000 stays a page (a pull-request comment holds 65,536 characters)."""
+    groups: dict[tuple[str, str], list[StepResult]] = {}
+    for step in steps:
+        key = _group_key(step)
+        if key is not None:
+            groups.setdefault((key, step.kind), []).append(step)
+    rows: list[str] = []
+    shown: set[tuple[str, str]] = set()
+    for step in steps:
+        key = _group_key(step)
+        members = groups.get((key, step.kind), []) if key is not None else []
+        if key is None or len(members) < GROUPED_FROM:
+            rows.append(_row(step.path, step.kind, step.status, step.message))
+            continue
+        if (key, step.kind) in shown:
+            continue
+        shown.add((key, step.kind))
+        rows += _group_rows(key, step.kind, members)
+    return rows
+
+
+def _group_key(step: StepResult) -> str | None:
+    """``1.*.3`` for step ``1.crowd7.3`` of client ``crowd7`` of the group at step 1; None for
+    a step that is no group member's."""
+    if not step.client:
+        return None
+    parts = step.path.split(".")
+    if step.client not in parts[1:-1]:
+        return None
+    at = parts.index(step.client, 1)
+    return ".".join([*parts[:at], "*", *parts[at + 1 :]])
+
+
+def _group_rows(key: str, kind: str, members: Sequence[StepResult]) -> list[str]:
+    statuses = Counter(m.status for m in members)
+    result = ", ".join(f"{n} {status}" for status, n in statuses.most_common())
+    messages = Counter(m.message for m in members if m.status == "passed")
+    if len(messages) <= 2:
+        seen = "; ".join(f"{text} ({n})" for text, n in messages.most_common())
+    else:  # answers that differ in a figure (a gap, a time): one for the shape, and a count
+        seen = f"{len(messages)} different answers, e.g. {messages.most_common(1)[0][0]}"
+    rows = [_row(key, f"{kind} ({len(members)} clients)", result, seen)]
+    failed = [m for m in members if m.status != "passed"]
+    for member in failed[:LISTED_PER_GROUP]:
+        rows.append(_row(member.path, member.kind, member.status, member.message))
+    if len(failed) > LISTED_PER_GROUP:
+        more = len(failed) - LISTED_PER_GROUP
+        rows.append(_row("…", kind, f"{more} more", "listed in report.html and results.json"))
+    return rows
+
+
+def _row(path: str, kind: str, status: str, message: str) -> str:
+    return f"| {path} | {kind} | {status} | {message.replace('|', chr(92) + '|')} |"
 
 
 def _timeline(ops: Iterable[Op], limit: int = 60) -> list[str]:

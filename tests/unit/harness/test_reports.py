@@ -444,3 +444,51 @@ def test_nothing_verified_has_its_own_exit_code_unless_allowed() -> None:
         exit_code(allowed),
         exit_code(failed),
     )
+
+
+def herd_record(clients: int, failing: int) -> RunResult:
+    """A herd of ``clients`` in a `parallel` group at step 1; the last ``failing`` of them
+    fail their resume (step 2 of the group)."""
+    steps = [StepResult(path="1", kind="parallel", status="failed" if failing else "passed")]
+    for i in range(clients):
+        name = f"herd{i}"
+        steps.append(
+            StepResult(
+                path=f"1.{name}.1",
+                kind="connect",
+                status="passed",
+                client=name,
+                message="new session",
+            )
+        )
+        bad = i >= clients - failing
+        steps.append(
+            StepResult(
+                path=f"1.{name}.2",
+                kind="resume",
+                status="failed" if bad else "passed",
+                client=name,
+                message="expected resume full; saw degraded" if bad else f"full after {i} s",
+            )
+        )
+    scenario = ScenarioResult(name="herd", file="herd.yaml", status="failed", steps=steps)
+    return RunResult(started="2026-12-02T00:00:00Z", seconds=1.0, scenarios=[scenario])
+
+
+def test_a_herds_steps_are_one_row_each_with_the_clients_that_did_not_pass_listed() -> None:
+    text = markdown.render(herd_record(40, failing=12))
+    assert "| 1.*.1 | connect (40 clients) | 40 passed | new session (40) |" in text
+    assert "| 1.*.2 | resume (40 clients) | 28 passed, 12 failed | 28 different answers, e.g." in (
+        text
+    )
+    listed = [line for line in text.splitlines() if line.startswith("| 1.herd")]
+    assert 10 == len(listed)
+    assert all("saw degraded" in line for line in listed)
+    assert "| … | resume | 2 more | listed in report.html and results.json |" in text
+    assert "| 1.herd3.1 |" not in text
+
+
+def test_a_small_group_keeps_a_row_per_client() -> None:
+    text = markdown.render(herd_record(3, failing=0))
+    assert "| 1.herd0.1 | connect | passed | new session |" in text
+    assert "(3 clients)" not in text
