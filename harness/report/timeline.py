@@ -335,17 +335,24 @@ def _step_of(ops: Sequence[Op]) -> dict[int, str]:
     innermost open step; for any other, the innermost open step (steps of ``parallel`` clients
     run at once, so theirs are told apart by client)."""
     out: dict[int, str] = {}
-    open_steps: list[tuple[int, str, str | None]] = []
+    # Open steps by id, in the order they began (dicts keep it), overall and per client: the
+    # innermost is the last one, found without scanning (a herd has a thousand open at once).
+    open_steps: dict[int, str] = {}
+    open_of: dict[str | None, dict[int, str]] = {}
+    client_of: dict[int, str | None] = {}
     for op in ops:
         body = op.body
         if isinstance(body, StepStart) and op.phase == "invoke":
-            open_steps.append((op.id, body.path, body.client))
-        own = [step for step in open_steps if step[2] == op.process]
+            open_steps[op.id] = body.path
+            open_of.setdefault(body.client, {})[op.id] = body.path
+            client_of[op.id] = body.client
+        own = open_of.get(op.process)
         chosen = own or open_steps
         if chosen:
-            out[op.index] = chosen[-1][1]
-        if isinstance(body, StepEnd):
-            open_steps = [step for step in open_steps if step[0] != op.id]
+            out[op.index] = chosen[next(reversed(chosen))]
+        if isinstance(body, StepEnd) and op.id in open_steps:
+            del open_steps[op.id]
+            del open_of[client_of.pop(op.id)][op.id]
     return out
 
 
