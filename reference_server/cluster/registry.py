@@ -443,22 +443,10 @@ class ClusterRegistry(SessionRegistry):
                 host.wake.set()
         elif isinstance(result, Committed):
             log.info("session %s was changed by another node: dropped here", op.host)
-            host.lost = True  # nothing more from this node; why it lost it is looked up
-            self.spawn(self._drop_refused(host))
+            self.drop(host, TAKEN_OVER)
         else:
             log.warning("session %s: the store did not answer (%s)", session.session_id, result)
             self.drop(host, None)
-
-    async def _drop_refused(self, host: ClusterHost) -> None:
-        """Close a connection whose commit the fence refused: another node revoked the session
-        (4005, its tombstone says so) or took it over (4001). The pub/sub message that says
-        which may come later, or never."""
-        try:
-            async with asyncio.timeout(self.redis.timeout_s):
-                why = await self.redis.tombstone(host.session.session_id)
-        except STORE_ERRORS:
-            why = None
-        self.drop(host, REVOKED if why == "revoked" else TAKEN_OVER)
 
     def drop(self, host: ClusterHost, closing: Closing | None) -> None:
         """This node stops holding the session: close its connection with ``closing``, or,

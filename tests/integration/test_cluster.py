@@ -171,36 +171,6 @@ async def test_a_lost_takeover_message_is_made_up_for_by_the_version_check(
 
 
 @pytest.mark.asyncio
-async def test_a_revocation_node_a_never_hears_of_still_closes_with_4005(nodes: Nodes) -> None:
-    """Node a never hears that b revoked the session (its subscription is gone, or the
-    message comes after a's next commit): that commit is refused, and a closes with 4005,
-    as Redis's tombstone says, not with 4001 as for a takeover."""
-    a, b = nodes
-    assert a.cluster is not None
-    listening = next(t for t in a.cluster._tasks if t.get_name() == "signals")
-    listening.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await listening
-    async with _clients(a.url) as (client,):
-        await client.connect()
-        await client.chat("hello")
-        old = _twin(client, b.url)
-        await client.drop()
-        await client.resume()
-        await client.chat("again")
-        try:
-            refused = await old.resume()  # the token the resume above consumed
-            assert isinstance(refused, RejectedByServer)
-            assert "token_reused" == refused.reason
-            await client.send_user_message("written after the revocation")
-            closing = await client.wait_for(lambda: _closing(client), WAIT_S, "closing")
-            assert CloseCode.SESSION_REVOKED == closing.closing.code
-            assert 0 == a.cluster.signals.received  # the refused commit told it, not pub/sub
-        finally:
-            await old.drop()
-
-
-@pytest.mark.asyncio
 async def test_a_reused_token_on_the_other_node_revokes_and_closes_with_4005(
     nodes: Nodes,
 ) -> None:
