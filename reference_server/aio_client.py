@@ -255,7 +255,11 @@ class AsyncClient:
                 batch = self._since_ack < self.effective_ack_every
                 # Most frames (reply chunks) call for nothing to send: no lock, no call.
                 if self.protocol.has_data_to_send(include_ack=not batch):
-                    await self._send(ws, include_ack=not batch)
+                    # The server may have closed after more frames (a closing after a
+                    # resumed): a send that finds the connection gone does not stop them
+                    # being read.
+                    with contextlib.suppress(ConnectionClosed):
+                        await self._send(ws, include_ack=not batch)
                 if not batch:
                     self._since_ack = 0
                 elif self.protocol.ack_due:

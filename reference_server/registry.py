@@ -167,6 +167,7 @@ class SessionRegistry:
         )
         fresh = now - credential.issued_at <= self.reauth_max_age_s
         previous_ip = session.client_ip
+        previous_connection = session.connection_id
         result = session.resume(
             checked.resume,
             now=now,
@@ -183,8 +184,9 @@ class SessionRegistry:
         if result.taken_over is not None and old is not None:
             self.metrics.takeovers.inc()
             closer = self.faults.taken_over(session, old, result.taken_over)
-            if closer is not None:
-                self.spawn(closer)
+            unsent = host.take_first_frames(previous_connection)
+            if closer is not None or unsent:
+                self.spawn(wire.answer_then(old, unsent, closer))
         if result.ip_changed:
             self.metrics.ip_changes.labels("allowed").inc()
             log.warning(
@@ -219,7 +221,9 @@ class SessionRegistry:
             self.metrics.token_reuse.inc()
             log.warning("token reuse on session %s: revoked", session.session_id)
             if result.close_current is not None and host.ws is not None:
-                self.spawn(wire.close_with(host.ws, result.close_current))
+                unsent = host.take_first_frames(session.connection_id)
+                closer = wire.close_with(host.ws, result.close_current)
+                self.spawn(wire.answer_then(host.ws, unsent, closer))
             host.ws = None
             self.forget(host, "revoked", now)
         elif session.state in TERMINAL_SESSION_STATES:

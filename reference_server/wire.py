@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from reference_server.batched_send import send_texts
 from reference_server.metrics import Metrics
 from reference_server.protocol import codec
 from reference_server.protocol.messages import Closing, Error, Rejected
@@ -55,6 +58,28 @@ async def close_with(ws: ServerConnection, closing: Closing) -> None:
     with contextlib.suppress(ConnectionClosed):
         await ws.send(codec.encode(closing), text=True)
         await ws.close(closing.code, closing.reason)  # its own reader keeps draining
+
+
+async def answer_then(
+    ws: ServerConnection,
+    unsent: Sequence[bytes],
+    closer: Coroutine[Any, Any, None] | None,
+) -> None:
+    """Send a displaced connection the answer it was given and never got, then end it.
+
+    A hello or resume accepted a moment before another connection took the session over (or
+    revoked it) has its ``welcome`` or ``resumed`` (and replay) queued but maybe not yet
+    written. One server deciding them in order would have sent that answer first (§7.5), so
+    it goes out before the ``closing``; ``closer`` is how the connection ends (None: left
+    open, a planted fault).
+    """
+    try:
+        if unsent:
+            with contextlib.suppress(ConnectionClosed):
+                await send_texts(ws, unsent)
+    finally:
+        if closer is not None:
+            await closer
 
 
 async def close_draining(ws: ServerConnection, code: int, reason: str) -> None:

@@ -8,10 +8,13 @@ unless that writer accepted another resume of the session: then this resume lost
 is answered ``rejected`` ``overloaded`` with a retry hint, having consumed nothing (§7.5).
 
 A node whose commit is refused because of the version has lost the session to another node:
-it closes its connection with ``closing`` 4001, as it does when the other node's pub/sub
-message (``signals``) reaches it first. A node whose commit Redis did not answer cannot know
-whether it was stored: it drops the session and closes with 1011, and the client's resume
-reads from Redis whatever is true.
+it closes its connection with ``closing`` 4005 if Redis's tombstone says the session was
+revoked, 4001 otherwise, as it does when the other node's pub/sub message (``signals``)
+reaches it first. A connection closed so gets first the ``welcome`` or ``resumed`` it was
+given, if that was not written yet: one server deciding in order would have sent it.
+
+A node whose commit Redis did not answer cannot know whether it was stored: it drops the
+session and closes with 1011, and the client's resume reads from Redis whatever is true.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import bisect
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +115,7 @@ class ClusterRegistry(SessionRegistry):
             timeout_s=redis.timeout_s,
         )
         self.publish: Publish | None = None
+        self._early = EarlySignals()
         self.race_losses = 0
         """Resumes answered ``overloaded`` because another resume of their session won."""
 
@@ -154,9 +158,9 @@ class ClusterRegistry(SessionRegistry):
             await self._overloaded(ws, "session id already in use")
             return None
         host.version = host.enqueued = committed.version
-        self.hosts[session.session_id] = host
-        self.metrics.sessions_opened.inc()
         host.first_frames = (session.connection_id, self.faults.attached(session, frames))
+        self._hold(host)
+        self.metrics.sessions_opened.inc()
         return host
 
     # --- resume (§7.2, §7.5) -------------------------------------------------------------
@@ -258,17 +262,23 @@ class ClusterRegistry(SessionRegistry):
         if not committed.ok:
             raise _ConflictError
         host.version = host.enqueued = committed.version
-        if loaded.owner:  # §7.3: it was attached to a connection, here or on another node
+        # Held here before anything is awaited: a takeover by a resume decided after this one
+        # on another node then finds this connection to close (its message can come while
+        # this node is still telling the old owner).
+        if loaded.owner == self.node_id:
+            self.metrics.takeovers.inc()
+            self.evict(session.session_id, host.attached, CloseCode.SESSION_TAKEN_OVER)
+        host.ws = ws
+        host.first_frames = (session.connection_id, frames)
+        self._hold(host)
+        if loaded.owner and loaded.owner != self.node_id:  # §7.3: attached on another node
             self.metrics.takeovers.inc()
             await self._tell(loaded.owner, session.session_id, host.attached, TAKEN_OVER)
-        self.hosts[session.session_id] = host
-        host.ws = ws
         if result.ip_changed:
             self.metrics.ip_changes.labels("allowed").inc()
             log.warning(
                 "session %s resumed from %s (was %s)", session.session_id, client_ip, previous_ip
             )
-        host.first_frames = (session.connection_id, frames)
         self.metrics.resumes.labels(result.outcome).inc()
         self.metrics.replayed.inc(result.replayed)
         return host
@@ -331,12 +341,25 @@ class ClusterRegistry(SessionRegistry):
 
     def evict(self, session_id: str, attached: int, code: int) -> bool:
         """Drop this node's connection of ``session_id`` if it is of an attach older than
-        ``attached``: closing 4001 (taken over) or 4005 (revoked)."""
+        ``attached``: closing 4001 (taken over) or 4005 (revoked). A signal for a session this
+        node does not hold is remembered for a while: it may be about an attach whose commit
+        this node has had answered but not yet acted on."""
         host = self.hosts.get(session_id)
-        if not isinstance(host, ClusterHost) or host.attached >= attached:
+        if not isinstance(host, ClusterHost):
+            self._early.remember(session_id, attached, code)
+            return False
+        if host.attached >= attached:
             return False
         self.drop(host, REVOKED if code == CloseCode.SESSION_REVOKED else TAKEN_OVER)
         return True
+
+    def _hold(self, host: ClusterHost) -> None:
+        """Hold an attached session here, unless a signal already said it moved on."""
+        sid = host.session.session_id
+        self.hosts[sid] = host
+        early = self._early.take(sid)
+        if early is not None and early[0] > host.attached:
+            self.drop(host, REVOKED if early[1] == CloseCode.SESSION_REVOKED else TAKEN_OVER)
 
     # --- connection loss -----------------------------------------------------------------
 
@@ -443,10 +466,22 @@ class ClusterRegistry(SessionRegistry):
                 host.wake.set()
         elif isinstance(result, Committed):
             log.info("session %s was changed by another node: dropped here", op.host)
-            self.drop(host, TAKEN_OVER)
+            host.lost = True  # nothing more from this node; why it lost it is looked up
+            self.spawn(self._drop_refused(host))
         else:
             log.warning("session %s: the store did not answer (%s)", session.session_id, result)
             self.drop(host, None)
+
+    async def _drop_refused(self, host: ClusterHost) -> None:
+        """Close a connection whose commit the fence refused: another node revoked the session
+        (4005, its tombstone says so) or took it over (4001). The pub/sub message that says
+        which may come later, or never."""
+        try:
+            async with asyncio.timeout(self.redis.timeout_s):
+                why = await self.redis.tombstone(host.session.session_id)
+        except STORE_ERRORS:
+            why = None
+        self.drop(host, REVOKED if why == "revoked" else TAKEN_OVER)
 
     def drop(self, host: ClusterHost, closing: Closing | None) -> None:
         """This node stops holding the session: close its connection with ``closing``, or,
@@ -459,22 +494,23 @@ class ClusterRegistry(SessionRegistry):
         ws, host.ws = host.ws, None
         if ws is None:
             return
+        # Its welcome or resumed may not be written yet: it goes first (wire.answer_then).
+        unsent = host.take_first_frames(host.session.connection_id)
+        closer: Coroutine[Any, Any, None] | None
         if closing is TAKEN_OVER:  # §7.3, through the planted-fault hook as on one server
             closer = self.faults.taken_over(host.session, ws, closing)
-            if closer is not None:
-                self.spawn(closer)
         elif closing is not None:
-            self.spawn(wire.close_with(ws, closing))
+            closer = wire.close_with(ws, closing)
         else:
-            self.spawn(
-                wire.fail(
-                    ws,
-                    self.metrics,
-                    ErrorCode.INTERNAL,
-                    "the session store did not answer; resume",
-                    CloseCode.INTERNAL_ERROR,
-                )
+            closer = wire.fail(
+                ws,
+                self.metrics,
+                ErrorCode.INTERNAL,
+                "the session store did not answer; resume",
+                CloseCode.INTERNAL_ERROR,
             )
+        if closer is not None or unsent:
+            self.spawn(wire.answer_then(ws, unsent, closer))
 
     async def _store_down(self, ws: ServerConnection, exc: BaseException) -> None:
         log.warning("store unavailable: %s", exc or type(exc).__name__)
@@ -495,6 +531,37 @@ def raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+class EarlySignals:
+    """Take-over and revoke signals for sessions a node did not hold when they came, kept
+    ``KEEP_S`` seconds (a commit's answer and the code that acts on it are one event-loop
+    turn apart; a signal read in between must still close the connection it was about)."""
+
+    KEEP_S = 10.0
+
+    def __init__(self) -> None:
+        self._signals: dict[str, tuple[int, int, float]] = {}
+
+    def remember(self, session_id: str, attached: int, code: int) -> None:
+        now = time.monotonic()
+        while self._signals:  # oldest first: drop what is past its time
+            first = next(iter(self._signals))
+            if now - self._signals[first][2] < self.KEEP_S:
+                break
+            del self._signals[first]
+        kept = self._signals.pop(session_id, None)
+        if kept is None or kept[0] < attached:
+            self._signals[session_id] = (attached, code, now)
+        else:
+            self._signals[session_id] = kept
+
+    def take(self, session_id: str) -> tuple[int, int] | None:
+        """(attach, close code) of a signal kept for ``session_id``, once."""
+        kept = self._signals.pop(session_id, None)
+        if kept is None or time.monotonic() - kept[2] >= self.KEEP_S:
+            return None
+        return kept[0], kept[1]
 
 
 class _ConflictError(Exception):

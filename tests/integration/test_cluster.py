@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -20,6 +22,7 @@ from reference_server.app import ReferenceServer
 from reference_server.auth import mint
 from reference_server.clock import VirtualClock
 from reference_server.cluster import sweeper as cluster_sweeper
+from reference_server.cluster.registry import ClusterHost
 from reference_server.launcher import ServerProcess
 from reference_server.protocol import (
     Attached,
@@ -30,6 +33,7 @@ from reference_server.protocol import (
 )
 from reference_server.protocol.messages import Duplicate, ReplyChunk
 from reference_server.redis_process import RedisProcess
+from reference_server.registry import SessionHost
 from reference_server.store.redis import RedisStore
 
 from .conftest import config, token
@@ -168,6 +172,115 @@ async def test_a_lost_takeover_message_is_made_up_for_by_the_version_check(
             assert ["hello", "still here?"] == [e.text for e in history.entries if e.role == "user"]
         finally:
             await second.drop()
+
+
+@pytest.mark.asyncio
+async def test_a_resume_taken_over_from_b_before_its_answer_is_written_gets_it_then_4001(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§7.5: a accepts a resume and, before its ``resumed`` is written (held here until b's
+    signal has come), b accepts one of the same session decided after it and takes it over.
+    As one server deciding them in order: a's client gets its ``resumed``, then closing 4001;
+    b's client holds the session."""
+    a, b = nodes
+    assert a.cluster is not None
+    signals = a.cluster.signals
+    decide, handle = a.registry.resume, signals._handle
+    decided, heard = asyncio.Event(), asyncio.Event()
+
+    async def resume(*args: Any) -> SessionHost | None:
+        host = await decide(*args)
+        decided.set()
+        await asyncio.wait_for(heard.wait(), WAIT_S)
+        return host
+
+    def handled(data: bytes) -> None:
+        handle(data)
+        heard.set()
+
+    monkeypatch.setattr(signals, "_handle", handled)
+
+    async with _clients(a.url) as (holder,):
+        await holder.connect()
+        await holder.chat("hello")
+        await holder.drop()
+        first, second = _twin(holder, a.url), _twin(holder, b.url)
+        try:
+            monkeypatch.setattr(a.registry, "resume", resume)
+            pending = asyncio.ensure_future(first.resume())
+            await asyncio.wait_for(decided.wait(), WAIT_S)
+            assert isinstance(await second.resume(), Attached)
+            assert isinstance(await pending, Attached)
+            closing = await first.wait_for(lambda: _closing(first), WAIT_S, "closing")
+            assert CloseCode.SESSION_TAKEN_OVER == closing.closing.code
+            assert await second.chat("still here?")
+        finally:
+            await first.drop()
+            await second.drop()
+
+
+@pytest.mark.asyncio
+async def test_a_takeover_signal_read_before_the_resume_it_is_about_is_held_still_closes_it(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signal that b took the session over is read by a between the answer to its own
+    resume's commit and the moment it holds that resume (one event-loop turn; played here by
+    handing a's listener the message then): a remembers it, and the resume it then holds
+    gets its ``resumed`` and closing 4001 at once, rather than a second holder."""
+    a, _ = nodes
+    assert a.cluster is not None
+    registry = a.cluster.registry
+    hold = registry._hold
+
+    def signalled_then_hold(host: ClusterHost) -> None:
+        message = {"sid": host.session.session_id, "att": host.attached + 1, "code": 4001}
+        a.cluster.signals._handle(json.dumps(message).encode())  # type: ignore[union-attr]
+        hold(host)
+
+    async with _clients(a.url) as (holder,):
+        await holder.connect()
+        await holder.chat("hello")
+        await holder.drop()
+        first = _twin(holder, a.url)
+        try:
+            monkeypatch.setattr(registry, "_hold", signalled_then_hold)
+            assert isinstance(await first.resume(), Attached)
+            closing = await first.wait_for(lambda: _closing(first), WAIT_S, "closing")
+            assert CloseCode.SESSION_TAKEN_OVER == closing.closing.code
+            assert holder.protocol.session is not None
+            assert holder.protocol.session.session_id not in a.hosts
+        finally:
+            await first.drop()
+
+
+@pytest.mark.asyncio
+async def test_a_revocation_node_a_never_hears_of_still_closes_with_4005(nodes: Nodes) -> None:
+    """Node a never hears that b revoked the session (its subscription is gone, or the
+    message comes after a's next commit): that commit is refused, and a closes with 4005,
+    as Redis's tombstone says, not with 4001 as for a takeover."""
+    a, b = nodes
+    assert a.cluster is not None
+    listening = next(t for t in a.cluster._tasks if t.get_name() == "signals")
+    listening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listening
+    async with _clients(a.url) as (client,):
+        await client.connect()
+        await client.chat("hello")
+        old = _twin(client, b.url)
+        await client.drop()
+        await client.resume()
+        await client.chat("again")
+        try:
+            refused = await old.resume()  # the token the resume above consumed
+            assert isinstance(refused, RejectedByServer)
+            assert "token_reused" == refused.reason
+            await client.send_user_message("written after the revocation")
+            closing = await client.wait_for(lambda: _closing(client), WAIT_S, "closing")
+            assert CloseCode.SESSION_REVOKED == closing.closing.code
+            assert 0 == a.cluster.signals.received  # the refused commit told it, not pub/sub
+        finally:
+            await old.drop()
 
 
 @pytest.mark.asyncio

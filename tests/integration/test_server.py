@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +32,7 @@ from reference_server.protocol.messages import (
     SecurityNotice,
     ToolCall,
 )
+from reference_server.registry import SessionHost
 
 from .conftest import ADMIN, SECRET, config, token
 
@@ -326,6 +328,47 @@ async def test_second_connection_takes_the_session_over(client_factory: Factory)
     )
     reply = await second.chat("still here?")
     assert reply
+
+
+@pytest.mark.asyncio
+async def test_a_resume_taken_over_before_its_answer_is_written_gets_it_then_4001(
+    server: ReferenceServer, client_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§7.5: the first resume is accepted, and the second is decided before the first's
+    ``resumed`` is written (held here at the moment the event loop could interleave them).
+    As one server deciding them in order: the first gets its ``resumed``, then closing 4001;
+    the second holds the session."""
+    holder = client_factory()
+    await holder.connect()
+    await holder.chat("hello")
+    await holder.drop()
+    first, second = client_factory(), client_factory()
+    for racer in (first, second):
+        racer.protocol.session = holder.protocol.session
+        racer.protocol.last_seq = holder.protocol.last_seq
+        racer.protocol.state = ClientState.DISCONNECTED
+    decide = server.registry.resume
+    first_decided, second_decided = asyncio.Event(), asyncio.Event()
+
+    async def resume(*args: Any) -> SessionHost | None:
+        host = await decide(*args)
+        if not first_decided.is_set():
+            first_decided.set()
+            await asyncio.wait_for(second_decided.wait(), 5)
+        else:
+            second_decided.set()
+        return host
+
+    monkeypatch.setattr(server.registry, "resume", resume)
+    first_resume = asyncio.ensure_future(first.resume())
+    await asyncio.wait_for(first_decided.wait(), 5)
+    assert isinstance(await second.resume(), Attached)
+    assert isinstance(await first_resume, Attached)
+    closing = await first.wait_for(
+        lambda: next((e for e in first.events if isinstance(e, ServerClosing)), None), 5, "closing"
+    )
+    assert CloseCode.SESSION_TAKEN_OVER == closing.closing.code
+    assert await second.chat("still here?")
 
 
 @pytest.mark.asyncio
