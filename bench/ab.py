@@ -6,7 +6,8 @@ in turn, interleaved, with this tree's ``bench.peer_client``; ``python -m bench.
 TREE...`` runs each tree's ``bench.peer_client`` against the last tree's server. Each figure is
 the least CPU time of ``--repeats`` runs (the server's, from ``/proc``; the client process's,
 from ``os.wait4``). ``server`` mode also runs the throughput benchmark's load against each server
-with its bare echo baseline (best reply frames/s, least server CPU per request).
+with its bare echo baseline (best reply frames/s, least server CPU per request), and the
+resume benchmark's drop + resume cycles (p50 and p90 over every block).
 
 A tree is a source checkout, e.g. ``git worktree add /tmp/before HEAD~1`` or ``git archive
 HEAD~1 | tar -x -C /tmp/before``. The docs/performance.md section on profiles names the
@@ -25,10 +26,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.checkers import percentile
 from reference_server.launcher import ServerProcess
 
 from .echo_server import EchoServerProcess
 from .peer import _child
+from .resume import measure_resumes
 from .throughput import (
     BenchError,
     Run,
@@ -47,6 +50,7 @@ LOADS = {
     "storm": ["--clients", "500", "--rate", "100000", "--turns", "1", "--cycles", "3"],
     "turns": ["--clients", "16", "--rate", "1000", "--turns", "300"],
 }
+RESUME_CYCLES = 200
 TOKEN_ENV = "BENCH_AB_TOKEN"
 HERE = Path(__file__).resolve().parents[1]
 
@@ -96,6 +100,19 @@ async def _throughput(trees: list[Path], servers: list[ServerProcess], token: st
         print(f"  {name}: {best:,.0f} frames/s ({every}), {ratio:.3f}x echo; {cpu:.0f} µs/request")
 
 
+async def _resumes(trees: list[Path], servers: list[ServerProcess], token: str, n: int) -> None:
+    """Drop + resume p50 against each server, ``n`` interleaved blocks of cycles."""
+    samples: dict[str, list[float]] = {str(t): [] for t in trees}
+    for _ in range(n):
+        for tree, server in zip(trees, servers, strict=True):
+            measured = await measure_resumes(server.url, token, RESUME_CYCLES)
+            samples[str(tree)].extend(measured.samples)
+    print(f"drop + resume, {n} interleaved blocks of {RESUME_CYCLES} cycles (p50, p90):")
+    for name, values in samples.items():
+        p50, p90 = percentile(values, 50) * 1000, percentile(values, 90) * 1000
+        print(f"  {name}: {p50:.3f} ms, {p90:.3f} ms")
+
+
 async def _main(mode: str, trees: list[Path], repeats: int) -> None:
     creds = credentials()
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
@@ -110,6 +127,7 @@ async def _main(mode: str, trees: list[Path], repeats: int) -> None:
             ]
             if mode == "server":
                 await _throughput(trees, servers, creds.token, repeats)
+                await _resumes(trees, servers, creds.token, repeats)
             for label, load in LOADS.items():
                 cpu: dict[Path, list[float]] = {t: [] for t in trees}
                 for _ in range(repeats):

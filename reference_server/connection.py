@@ -93,7 +93,10 @@ class ConnectionLoop:
         """Read the first frame (hello or resume) and attach a session to this connection."""
         credential = self.routes.credential(ws)
         try:
-            first = await asyncio.wait_for(ws.recv(), self.config.handshake_timeout_s)
+            # A timeout scope, not wait_for: wait_for runs the recv in a task of its own, an
+            # extra task and loop turn on every connection's first frame (bench resume).
+            async with asyncio.timeout(self.config.handshake_timeout_s):
+                first = await ws.recv()
         except TimeoutError:
             await wire.fail(
                 ws,
@@ -143,6 +146,11 @@ class ConnectionLoop:
         writer = asyncio.create_task(self._write(host, ws, connection_id, sending))
         timer = asyncio.create_task(self._keep_time(host, ws, connection_id))
         host.wake.set()
+        # Without a pause between reply chunks, this loop sends what it led to itself when
+        # the writer is idle: the welcome or resumed the client waits on, then each frame's
+        # answer, with no wake-up and task switch in between (bench resume, throughput).
+        # With a pause, the writer sends everything, so reading never waits on a reply.
+        inline = not self.config.chunk_delay_s
         bucket = _TokenBucket(self.config.max_frames_per_s, self.config.frame_burst)
         bad_frames = 0
 
@@ -160,6 +168,9 @@ class ConnectionLoop:
                     await wire.fail(ws, self.metrics, code, message, close_code, retry_after_ms)
 
         try:
+            if inline:
+                async with sending:
+                    await self._flush(host, ws, connection_id)
             while host.ws is ws:
                 frame = await ws.recv()
                 self.metrics.messages_in.inc()
@@ -202,7 +213,11 @@ class ConnectionLoop:
                     await answer_error(exc.error_code, exc.message)
                     continue
                 self.application.react(host, events)
-                host.wake.set()
+                if inline and not sending.locked():
+                    async with sending:
+                        await self._flush(host, ws, connection_id)
+                else:
+                    host.wake.set()
         except ConnectionClosed:
             pass
         finally:
