@@ -200,7 +200,7 @@ class ServerSession:
             user_id=self.user_id,
             epoch=self.epoch,
             client_ip=self.client_ip,
-            state=self.state.value,
+            state=self.state._value_,  # the member's own attribute: .value is a slow property
             next_seq=self.next_seq,
             acked_seq=self.acked_seq,
             last_client_seq=self.last_client_seq,
