@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
@@ -54,10 +55,13 @@ class ServerConfig:
 
     def trusts(self, peer: str) -> bool:
         """Is ``peer`` a proxy whose X-Forwarded-For header we believe?"""
-        try:
-            address = ipaddress.ip_address(canonical(peer))  # ::ffff:10.0.0.1 is 10.0.0.1
-        except ValueError:
-            return False
-        return any(
-            address in ipaddress.ip_network(net, strict=False) for net in self.trusted_proxies
-        )
+        return _trusted(peer, self.trusted_proxies) if self.trusted_proxies else False
+
+
+@functools.lru_cache(maxsize=4096)  # asked at every handshake; ipaddress parses slowly
+def _trusted(peer: str, proxies: tuple[str, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(canonical(peer))  # ::ffff:10.0.0.1 is 10.0.0.1
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in proxies)

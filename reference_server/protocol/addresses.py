@@ -8,9 +8,11 @@ it is: the comparison stays exact, and no guess is made.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 
+@functools.lru_cache(maxsize=4096)  # ipaddress parses slowly; a server sees few addresses
 def canonical(address: str) -> str:
     """The canonical form of an IP address, or ``address`` itself if it is not one."""
     try:
