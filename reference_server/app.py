@@ -103,6 +103,7 @@ class ReferenceServer:
             metrics=self.metrics,
             open_connections=lambda: self.open_connections,
             before_metrics=self.sweeper.update_gauges,
+            health=None if self.cluster is None else self.cluster.link.health,
         )
         self.connections = ConnectionLoop(
             config=self.config,
@@ -206,8 +207,7 @@ class ReferenceServer:
         self.sweeper.sweep()
         if self.cluster is not None:
             try:  # Redis may be away: the sweeper's next round expires what this one could not
-                async with asyncio.timeout(self.cluster.redis.timeout_s):
-                    await self.cluster.sweeper.sweep_shared()
+                await self.cluster.sweeper.shared_sweep(self.cluster.redis.timeout_s)
             except Exception as exc:
                 log.warning("shared sweep failed: %s", exc or type(exc).__name__)
 

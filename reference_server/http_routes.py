@@ -1,8 +1,10 @@
 """What the server answers at the HTTP level, before any WebSocket exists.
 
-``GET /healthz`` and ``GET /metrics`` are answered here; the admin path is checked for its
-token; on the protocol's path the handshake is refused for overload (503) or a bad credential
-(401, §15), and a good credential is kept for the connection that follows.
+``GET /healthz`` and ``GET /metrics`` are answered here (``/healthz`` is ``ok`` on a single
+server; a node of a cluster adds how its link to Redis is, and still answers 200:
+docs/cluster.md, Health checks); the admin path is checked for its token; on the protocol's
+path the handshake is refused for overload (503) or a bad credential (401, §15), and a good
+credential is kept for the connection that follows.
 """
 
 from __future__ import annotations
@@ -44,12 +46,15 @@ class HttpRoutes:
         metrics: Metrics,
         open_connections: Callable[[], int],
         before_metrics: Callable[[], None],
+        health: Callable[[], str] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.metrics = metrics
         self._open_connections = open_connections
         self._before_metrics = before_metrics
+        self._health = health
+        """Lines ``/healthz`` adds after ``ok`` (a node's store link), if any."""
         self._credentials: weakref.WeakKeyDictionary[ServerConnection, Credential] = (
             weakref.WeakKeyDictionary()
         )
@@ -62,7 +67,8 @@ class HttpRoutes:
         """Answer HTTP requests, refuse bad handshakes; None lets the WebSocket handshake on."""
         path = path_of(request)
         if path == "/healthz":
-            return connection.respond(HTTPStatus.OK, "ok\n")
+            extra = "" if self._health is None else self._health()
+            return connection.respond(HTTPStatus.OK, "ok\n" + extra)
         if path == "/metrics":
             self._before_metrics()
             response = connection.respond(HTTPStatus.OK, self.metrics.render().decode())

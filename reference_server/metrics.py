@@ -1,7 +1,9 @@
 """The server's metrics, served as Prometheus text at ``GET /metrics``.
 
 Each server instance has its own registry, so several servers in one process (tests) keep
-separate figures. Process memory comes from prometheus_client's process collector.
+separate figures. Process memory comes from prometheus_client's process collector. The store
+link's metrics (``StoreMetrics``) exist only on a node of a cluster: a single server, whose
+store is embedded, does not expose them at all.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
+
+STORE_OPERATIONS = ("commit", "load", "publish", "subscribe", "sweep")
+"""The ``operation`` labels of ``ws_store_errors`` (docs/cluster.md, Health checks)."""
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -93,7 +98,41 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.store: StoreMetrics | None = None
+        """The store link's metrics, once a node of a cluster asked for them."""
+
+    def track_store(self) -> StoreMetrics:
+        """Register the store link's metrics (a node of a cluster does, once)."""
+        if self.store is None:
+            self.store = StoreMetrics(self.registry)
+        return self.store
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class StoreMetrics:
+    """A node's link to Redis: whether its last operation worked, whether its pub/sub
+    subscription is live, and the operations that failed."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge(
+            "ws_store_up",
+            "1 while the node's last store operation succeeded, 0 from a failure to the next "
+            "success",
+            registry=registry,
+        )
+        self.subscribed = Gauge(
+            "ws_store_subscribed",
+            "1 while the node's pub/sub subscription (takeover and revocation signals) is live",
+            registry=registry,
+        )
+        self.errors = Counter(
+            "ws_store_errors",
+            "Store operations that failed or were not answered in time, by operation",
+            ["operation"],
+            registry=registry,
+        )
+        for operation in STORE_OPERATIONS:  # every series exists from the start, at 0
+            self.errors.labels(operation)

@@ -9,5 +9,6 @@ loaded whole when a resume reaches the node. Each module has one job:
 - ``registry``: hello and resume against Redis (the resume race, §7.5), takeover across nodes;
 - ``signals``: Redis pub/sub, how a node hears that its connection was taken over;
 - ``sweeper``: expiry swept once for the whole cluster, node liveness, a dead node's sessions;
+- ``link``: whether the node's link to Redis works, for ``/metrics`` and ``/healthz``;
 - ``node``: builds the parts for ``ReferenceServer`` and owns their lifetime.
 """

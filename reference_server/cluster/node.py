@@ -12,6 +12,7 @@ from typing import Any
 
 from reference_server.store.redis import RedisStore
 
+from .link import StoreLink
 from .registry import ClusterRegistry
 from .signals import Signals
 from .sweeper import ClusterSweeper
@@ -38,7 +39,10 @@ class ClusterNode:
     ) -> None:
         self.node_id = node_id or default_node_id()
         self.redis = RedisStore(url)
-        self.registry = ClusterRegistry(redis=self.redis, node_id=self.node_id, **registry_options)
+        self.link = StoreLink(registry_options["metrics"].track_store())
+        self.registry = ClusterRegistry(
+            redis=self.redis, node_id=self.node_id, link=self.link, **registry_options
+        )
         self.sweeper = ClusterSweeper(redis=self.redis, registry=self.registry, **sweeper_options)
         self.signals = Signals(redis=self.redis, registry=self.registry)
         self.registry.publish = self.signals.publish
@@ -51,6 +55,7 @@ class ClusterNode:
             await self.redis.load_scripts()
             adopted = await self.sweeper.adopt(self.node_id)
             await self.sweeper.alive()
+        self.link.succeeded()
         if adopted:
             log.info("detached %d sessions this node's previous process held", adopted)
         self._tasks = [

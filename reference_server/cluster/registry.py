@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection
@@ -56,6 +56,7 @@ from reference_server.store.base import Change, HistoryPage, StoredSession, page
 from reference_server.store.redis import Committed, LoadedSession, RedisStore
 
 from .held import HeldSession
+from .link import StoreLink
 from .writer import CommitOp, DeleteOp, Op, Result, StoreWriter
 
 log = logging.getLogger("reference_server")
@@ -78,6 +79,8 @@ REVOKED = Closing(
     reason="session_revoked",
     message="a resume token of this session was reused",
 )
+
+T = TypeVar("T")
 
 Publish = Callable[[str, str, int, int], Awaitable[None]]
 """(node, session id, attach count, close code): tell a node to drop its older connection."""
@@ -103,16 +106,18 @@ class ClusterHost(SessionHost):
 class ClusterRegistry(SessionRegistry):
     """The sessions attached to this node; every other one is in Redis."""
 
-    def __init__(self, *, redis: RedisStore, node_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, redis: RedisStore, node_id: str, link: StoreLink, **kwargs: Any) -> None:
         super().__init__(store=ClusterStore(self), **kwargs)
         self.redis = redis
         self.node_id = node_id
+        self.link = link
         self.writer = StoreWriter(
             store=redis,
             node_id=node_id,
             on_done=self._done,
             now=self.clock.now,
             timeout_s=redis.timeout_s,
+            link=link,
         )
         self.publish: Publish | None = None
         self._early = EarlySignals()
@@ -306,7 +311,7 @@ class ClusterRegistry(SessionRegistry):
 
     async def _gone_shared(self, session_id: str) -> ResumeRefused:
         """The answer to a resume of a session Redis does not hold (§8.3)."""
-        reason = await self.redis.tombstone(session_id)
+        reason = await self._read(self.redis.tombstone(session_id))
         if reason == "revoked":
             return rejection("session_revoked", "session was revoked")
         if reason == "closed":
@@ -429,8 +434,18 @@ class ClusterRegistry(SessionRegistry):
         )
 
     async def _load(self, session_id: str) -> LoadedSession | None:
-        async with asyncio.timeout(self.redis.timeout_s):
-            return await self.redis.load(session_id)
+        return await self._read(self.redis.load(session_id))
+
+    async def _read(self, read: Awaitable[T]) -> T:
+        """One read of Redis, within the bound; its outcome goes to the store link."""
+        try:
+            async with asyncio.timeout(self.redis.timeout_s):
+                result = await read
+        except STORE_ERRORS:
+            self.link.failed("load")
+            raise
+        self.link.succeeded()
+        return result
 
     async def _wait(self, op: CommitOp | DeleteOp) -> Any:
         """Queue an op and wait for Redis's answer (raising what the writer reported)."""
@@ -477,8 +492,7 @@ class ClusterRegistry(SessionRegistry):
         (4005, its tombstone says so) or took it over (4001). The pub/sub message that says
         which may come later, or never."""
         try:
-            async with asyncio.timeout(self.redis.timeout_s):
-                why = await self.redis.tombstone(host.session.session_id)
+            why = await self._read(self.redis.tombstone(host.session.session_id))
         except STORE_ERRORS:
             why = None
         self.drop(host, REVOKED if why == "revoked" else TAKEN_OVER)

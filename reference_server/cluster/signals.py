@@ -6,6 +6,10 @@ node closes its connection of any older attach of that session with ``closing`` 
 (4001 taken over, 4005 revoked; §7.3, §7.2.1). Pub/sub delivers at most once: a message lost
 with a broken link is made up for by the version check, which refuses the old node's next
 commit, and by an audit of every attached session each time the subscription is made again.
+
+The subscription counts as made when Redis confirms it, and as lost when an idle one's ping is
+not answered in time: sending to a blackholed link succeeds (the bytes wait in a socket
+buffer), so only an answer shows that the link works.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import logging
 
 import msgspec
+from redis.asyncio.client import PubSub
 
 from reference_server.store.redis import RedisStore
 
@@ -22,7 +27,8 @@ from .registry import STORE_ERRORS, TAKEN_OVER, ClusterHost, ClusterRegistry, ra
 log = logging.getLogger("reference_server")
 
 PING_EVERY_S = 2.0
-"""An idle subscription is pinged this often, so a dead link is noticed and made again."""
+"""An idle subscription is pinged this often; unanswered within the node's bound (2 s), it is
+taken for lost and made again."""
 RESUBSCRIBE_AFTER_S = 0.5
 
 
@@ -50,49 +56,77 @@ class Signals:
     async def publish(self, node: str, session_id: str, attached: int, code: int) -> None:
         """Tell ``node`` to drop its older connection of ``session_id``."""
         message = _encoder.encode(Evict(sid=session_id, att=attached, code=code))
-        async with asyncio.timeout(self.redis.timeout_s):
-            await self.redis.client.publish(self.redis.node_channel(node), message)
+        try:
+            async with asyncio.timeout(self.redis.timeout_s):
+                await self.redis.client.publish(self.redis.node_channel(node), message)
+        except STORE_ERRORS:
+            self.registry.link.failed("publish")
+            raise
+        self.registry.link.succeeded()
 
     async def run(self) -> None:
         """Listen until cancelled; subscribe again (and audit) after any failure."""
         channel = self.redis.node_channel(self.registry.node_id)
+        link = self.registry.link
         while True:
-            pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.redis.client.pubsub()
             try:
                 async with asyncio.timeout(self.redis.timeout_s):
                     await pubsub.subscribe(channel)
+                    await self._confirmed(pubsub)
                 self.subscribed.set()
+                link.subscription(True)
+                link.succeeded()
                 await self.audit()
                 await self._listen(pubsub)
             except STORE_ERRORS as exc:
-                self.subscribed.clear()
+                self._lost()
+                link.failed("subscribe")
                 log.warning("pub/sub link lost (%s); subscribing again", exc or type(exc).__name__)
                 raise_if_cancelled()
                 await asyncio.sleep(RESUBSCRIBE_AFTER_S)
             finally:
-                self.subscribed.clear()
+                self._lost()
                 try:
                     await asyncio.wait_for(pubsub.aclose(), 1.0)  # type: ignore[no-untyped-call]
                 except (*STORE_ERRORS, asyncio.CancelledError):
                     pass
 
-    async def _listen(self, pubsub: object) -> None:
-        from redis.asyncio.client import PubSub
-
-        assert isinstance(pubsub, PubSub)
-        loop = asyncio.get_running_loop()
-        last = loop.time()
+    @staticmethod
+    async def _confirmed(pubsub: PubSub) -> None:
+        """Wait for Redis's confirmation of the subscription (the caller bounds the wait)."""
         while True:
             message = await pubsub.get_message(timeout=0.5)
-            if message is not None and message.get("type") == "message":
-                self.received += 1
-                self._handle(message["data"])
-                last = loop.time()
+            if message is not None and message.get("type") == "subscribe":
+                return
             raise_if_cancelled()
-            if message is None and loop.time() - last > PING_EVERY_S:
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        """Handle messages until the link fails: an error, or a ping unanswered in time."""
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        pinged: float | None = None
+        """When the ping now unanswered was sent."""
+        while True:
+            message = await pubsub.get_message(timeout=0.5)
+            now = loop.time()
+            if message is not None:  # a signal or the pong: the link works
+                heard, pinged = now, None
+                self.registry.link.succeeded()
+                if message.get("type") == "message":
+                    self.received += 1
+                    self._handle(message["data"])
+            raise_if_cancelled()
+            if pinged is not None and now - pinged > self.redis.timeout_s:
+                raise TimeoutError("the subscription's ping was not answered")
+            if pinged is None and now - heard > PING_EVERY_S:
                 async with asyncio.timeout(self.redis.timeout_s):
                     await pubsub.ping()
-                last = loop.time()
+                pinged = now
+
+    def _lost(self) -> None:
+        self.subscribed.clear()
+        self.registry.link.subscription(False)
 
     def _handle(self, data: bytes) -> None:
         try:

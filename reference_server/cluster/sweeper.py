@@ -22,7 +22,7 @@ from reference_server.protocol import SessionState
 from reference_server.store.redis import RedisStore, text
 from reference_server.sweeper import TOMBSTONE_TTL_S, Sweeper
 
-from .registry import ClusterRegistry, raise_if_cancelled
+from .registry import STORE_ERRORS, ClusterRegistry, raise_if_cancelled
 
 log = logging.getLogger("reference_server")
 
@@ -50,7 +50,7 @@ class ClusterSweeper(Sweeper):
             await asyncio.sleep(self.interval_s)
             try:
                 self.sweep()
-                await self.sweep_shared()
+                await self.shared_sweep()
             except Exception:  # a sweep must never kill the sweeper; Redis may be away
                 log.warning("sweep failed", exc_info=True)
             raise_if_cancelled()
@@ -66,6 +66,18 @@ class ClusterSweeper(Sweeper):
             elif hosts.get(sid) is host:
                 del hosts[sid]
         self.update_gauges()
+
+    async def shared_sweep(self, timeout: float | None = None) -> None:
+        """``sweep_shared`` within ``timeout`` (the client's own bound when None), its outcome
+        reported to the store link."""
+        link = self.registry.link
+        try:
+            async with asyncio.timeout(timeout):
+                await self.sweep_shared()
+        except STORE_ERRORS:
+            link.failed("sweep")
+            raise
+        link.succeeded()
 
     async def sweep_shared(self) -> None:
         """The cluster's part: liveness, dead nodes, expiry, old tombstones."""

@@ -25,6 +25,8 @@ from redis.exceptions import NoScriptError, RedisError
 from reference_server.store.base import Change
 from reference_server.store.redis import Committed, RedisStore
 
+from .link import StoreLink
+
 if TYPE_CHECKING:
     from .registry import ClusterHost
 
@@ -72,6 +74,7 @@ class StoreWriter:
     on_done: Callable[[Op, Result], None]
     now: Callable[[], float]
     timeout_s: float
+    link: StoreLink
     _queue: list[Op] = field(default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -122,9 +125,11 @@ class StoreWriter:
                     replies = [retried.get(id(op), r) for op, r in zip(batch, replies, strict=True)]
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("store batch of %d failed: %s", len(batch), exc or type(exc).__name__)
+            self.link.failed("commit")
             for op in batch:
                 self._report(op, exc)
             return
+        self.link.succeeded()  # Redis answered every op (a refused commit is an answer too)
         for op, reply in zip(batch, replies, strict=True):
             if isinstance(reply, BaseException):
                 self._report(op, reply)

@@ -96,7 +96,8 @@ async def test_welcome_advertises_the_session_terms(client_factory: Factory) -> 
 async def test_health_and_metrics_answer_over_http(
     server: ReferenceServer, client_factory: Factory
 ) -> None:
-    """GET /healthz says ok and GET /metrics exposes the protocol's counters."""
+    """GET /healthz says ok (and only that) and GET /metrics exposes the protocol's counters;
+    a single server has no store link, so no ws_store metrics."""
     await client_factory().connect()
     async with httpx.AsyncClient(timeout=5) as http:
         health = await http.get(_http(server.url) + "/healthz")
@@ -105,6 +106,7 @@ async def test_health_and_metrics_answer_over_http(
     assert "ws_sessions_opened_total 1.0" in metrics.text
     assert "process_resident_memory_bytes" in metrics.text
     assert "ws_resume_seconds_bucket" in metrics.text
+    assert "ws_store_" not in metrics.text
 
 
 @pytest.mark.asyncio

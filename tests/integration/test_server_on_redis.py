@@ -5,7 +5,8 @@ their ``config()`` and the ``server`` fixture pointed at the session's redis-ser
 before each test). Four of them read the store synchronously from the test (``holds``,
 ``tombstone``) or count detached sessions against ``--max-sessions``; a node of a cluster
 keeps only its attached sessions in memory and its store is awaited, so those four have
-Redis counterparts below instead.
+Redis counterparts below instead. So has the health check: a node adds its store link to
+``/healthz`` and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -34,6 +36,7 @@ NOT_ON_A_NODE = (
     "test_bye_ends_the_session_for_good",
     "test_processed_request_ids_are_bounded_in_the_session_and_the_store",
     "test_a_full_server_answers_hello_with_overloaded_and_keeps_serving_resumes",
+    "test_health_and_metrics_answer_over_http",
 )
 for _name in NOT_ON_A_NODE:
     del globals()[_name]
@@ -83,6 +86,25 @@ async def test_long_gap_expires_on_redis_and_leaves_no_state(
     rejected = await client.resume()
     assert isinstance(rejected, RejectedByServer)
     assert ("session_expired", True) == (rejected.reason, rejected.final)
+
+
+@pytest.mark.asyncio
+async def test_health_and_metrics_of_a_node_say_its_store_link_is_up(
+    server: ReferenceServer, client_factory: Factory
+) -> None:
+    """GET /healthz of a node says ok, then that its store and subscription are up; GET
+    /metrics has the protocol's counters and the store link's (up, subscribed, no errors)."""
+    await client_factory().connect()
+    base = f"http://127.0.0.1:{server.port}"
+    async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
+        health = await http.get(base + "/healthz")
+        metrics = await http.get(base + "/metrics")
+    assert (200, "ok\nstore: up\nsubscription: up\n") == (health.status_code, health.text)
+    assert "ws_sessions_opened_total 1.0" in metrics.text
+    assert "ws_store_up 1.0" in metrics.text
+    assert "ws_store_subscribed 1.0" in metrics.text
+    for operation in ("commit", "load", "publish", "subscribe", "sweep"):
+        assert f'ws_store_errors_total{{operation="{operation}"}} 0.0' in metrics.text
 
 
 @pytest.mark.asyncio
