@@ -113,19 +113,7 @@ class SessionRegistry:
         self, ws: ServerConnection, hello: Hello, credential: Credential, client_ip: str
     ) -> SessionHost | None:
         """Create a session for a hello and attach it to ``ws``, or reject the hello."""
-        if negotiate_version(hello.versions) is None:
-            refused = rejection("unsupported_version", "no common protocol version")
-            await wire.reject(ws, refused.rejected, refused.close_code)
-            return None
-        if self.max_sessions is not None and len(self.hosts) >= self.max_sessions:
-            # §14: no room for a new session; resumes of held sessions are still served.
-            self.metrics.handshake_rejections.labels("overloaded").inc()
-            refused = rejection(
-                "overloaded",
-                f"this server holds its maximum of {self.max_sessions} sessions",
-                retry_after_ms=self.overload_retry_after_ms,
-            )
-            await wire.reject(ws, refused.rejected, refused.close_code)
+        if not await self.admit(ws, hello):
             return None
         session = ServerSession(
             session_id=secrets.token_urlsafe(12),
@@ -143,6 +131,24 @@ class SessionRegistry:
         frames = self.faults.attached(session, session.data_to_send())
         host.first_frames = (session.connection_id, frames)
         return host
+
+    async def admit(self, ws: ServerConnection, hello: Hello) -> bool:
+        """May this hello have a session? If not, it was rejected: no common version (§4.1),
+        or no room for another session (§14; resumes of held sessions are still served)."""
+        if negotiate_version(hello.versions) is None:
+            refused = rejection("unsupported_version", "no common protocol version")
+            await wire.reject(ws, refused.rejected, refused.close_code)
+            return False
+        if self.max_sessions is not None and len(self.hosts) >= self.max_sessions:
+            self.metrics.handshake_rejections.labels("overloaded").inc()
+            refused = rejection(
+                "overloaded",
+                f"this server holds its maximum of {self.max_sessions} sessions",
+                retry_after_ms=self.overload_retry_after_ms,
+            )
+            await wire.reject(ws, refused.rejected, refused.close_code)
+            return False
+        return True
 
     # --- resume (§7.2) -------------------------------------------------------------------
 

@@ -40,7 +40,6 @@ from reference_server.protocol import (
     ResumeAccepted,
     ResumeRefused,
     SessionState,
-    negotiate_version,
     rejection,
 )
 from reference_server.protocol.messages import (
@@ -133,13 +132,7 @@ class ClusterRegistry(SessionRegistry):
         self, ws: ServerConnection, hello: Hello, credential: Credential, client_ip: str
     ) -> SessionHost | None:
         """Create a session for a hello, store it, and attach it to ``ws``."""
-        if negotiate_version(hello.versions) is None:
-            refused = rejection("unsupported_version", "no common protocol version")
-            await wire.reject(ws, refused.rejected, refused.close_code)
-            return None
-        if self.max_sessions is not None and len(self.hosts) >= self.max_sessions:
-            self.metrics.handshake_rejections.labels("overloaded").inc()
-            await self._overloaded(ws, f"this node holds its maximum of {self.max_sessions}")
+        if not await self.admit(ws, hello):  # max_sessions counts this node's sessions
             return None
         session = HeldSession(
             session_id=secrets.token_urlsafe(12),
