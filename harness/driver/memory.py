@@ -34,6 +34,7 @@ from harness.driver.base import (
     RawAnswer,
     Route,
 )
+from harness.driver.reference import delivered
 from harness.history import Closed, Delivered, Notice, Outcome, Terms, Turn, Violation
 from harness.targets.memory import Link, LinkRefusedError, find_world
 from reference_server.protocol import (
@@ -56,7 +57,6 @@ from reference_server.protocol.messages import (
     ReplyChunk,
     SecurityNotice,
     ServerSequenced,
-    ToolCall,
     UserMessage,
 )
 
@@ -140,7 +140,7 @@ class MemoryDriver:
         for event in events:
             if isinstance(event, ProtocolDelivered):
                 message = event.message
-                self._observe(_delivered(self._stream, message))
+                self._observe(delivered(self._stream, message))
                 reply_to = getattr(message, "in_reply_to", None)
                 if reply_to is not None:
                     self._by_request.setdefault(reply_to, []).append(message)
@@ -447,35 +447,6 @@ class MemoryDriver:
         code = errors[0].error.code if errors else None
         close = self.close_codes[-1] if len(self.close_codes) > closes else None
         return RawAnswer(error=code, close=close)
-
-
-def _delivered(stream: str, message: ServerSequenced) -> Delivered:
-    """The neutral observation of one numbered message (as the reference driver makes it)."""
-    assert message.seq is not None
-    if isinstance(message, ReplyChunk):
-        return Delivered(
-            stream=stream,
-            position=message.seq,
-            kind="reply",
-            reply_to=message.in_reply_to,
-            text=message.text,
-            final=message.final,
-        )
-    if isinstance(message, ToolCall):
-        return Delivered(
-            stream=stream,
-            position=message.seq,
-            kind="tool_call",
-            reply_to=message.in_reply_to,
-            text=message.call.result,
-        )
-    tag = message.__struct_config__.tag
-    return Delivered(
-        stream=stream,
-        position=message.seq,
-        kind=tag if isinstance(tag, str) else "message",
-        reply_to=getattr(message, "in_reply_to", None),
-    )
 
 
 class MemoryFactory:

@@ -132,7 +132,7 @@ class ReferenceDriver:
     def _on_events(self, events: list[ClientEvent]) -> None:
         for event in events:
             if isinstance(event, ProtocolDelivered):
-                self._observe(_delivered(self._stream, event.message))
+                self._observe(delivered(self._stream, event.message))
                 message = event.message
                 if isinstance(message, SecurityNotice):
                     detail = {
@@ -423,7 +423,9 @@ class ReferenceDriver:
         return RawAnswer(error=code, close=close)
 
 
-def _delivered(stream: str, message: ServerSequenced) -> Delivered:
+def delivered(stream: str, message: ServerSequenced) -> Delivered:
+    """The neutral observation of one numbered message of the reference protocol (this
+    driver's and the in-memory driver's)."""
     assert message.seq is not None
     if isinstance(message, ReplyChunk):
         return Delivered(
