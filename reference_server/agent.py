@@ -278,11 +278,27 @@ def _wants_calculator(expression: str, variables: dict[str, Any]) -> bool:
     return _ARITHMETIC_HINT.search(expression) is not None or expression in variables
 
 
-def _chunks(reply: str) -> tuple[str, ...]:
-    words = _WORD.findall(reply)
+def _chunks(words: list[str]) -> tuple[str, ...]:
     return tuple(
         "".join(words[i : i + WORDS_PER_CHUNK]) for i in range(0, len(words), WORDS_PER_CHUNK)
     )
+
+
+_CLOSING_WORDS = _WORD.findall(CLOSING_PHRASE)
+
+
+def _padded(reply: str) -> tuple[str, list[str]]:
+    """The reply, with the closing phrase if it is shorter than ``MIN_REPLY_WORDS``, and its
+    words (``_WORD``), found once: the words of ``reply + " " + CLOSING_PHRASE`` are the
+    reply's, the last with the space, then the phrase's (a few µs a turn, bench throughput)."""
+    words = _WORD.findall(reply)
+    if len(words) >= MIN_REPLY_WORDS:
+        return reply, words
+    padded = f"{reply} {CLOSING_PHRASE}"
+    if not words or reply[-1].isspace():
+        return padded, _WORD.findall(padded)
+    words[-1] += " "
+    return padded, words + _CLOSING_WORDS
 
 
 def respond(context: AgentContextData, message_id: str, text: str) -> AgentTurn:
@@ -349,13 +365,11 @@ def respond(context: AgentContextData, message_id: str, text: str) -> AgentTurn:
     sentences.append(f"Workflow step: {WORKFLOW_STEPS[workflow.step]}.")
     if len(sentences) == 1:
         sentences.insert(0, NOTHING_RECOGNISED)
-    reply = " ".join(sentences)
-    if len(_WORD.findall(reply)) < MIN_REPLY_WORDS:
-        reply = f"{reply} {CLOSING_PHRASE}"
+    reply, words = _padded(" ".join(sentences))
 
     turn_calls = tuple(calls)
     return AgentTurn(
-        chunks=_chunks(reply),
+        chunks=_chunks(words),
         reply=reply,
         tool_calls=turn_calls,
         context=AgentContextData(

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reference_server import agent
 from reference_server.agent import (
     WORKFLOW_NAME,
     WORKFLOW_STEPS,
@@ -285,3 +286,15 @@ def test_respond_never_raises_and_chunks_hold(text: str) -> None:
     assert turn.reply == "".join(turn.chunks)
     assert len(turn.chunks) >= 3
     assert f"Workflow step: {WORKFLOW_STEPS[turn.context.workflow.step]}." in turn.reply
+
+
+@given(st.text(alphabet=st.sampled_from("ab .,\n\t:"), min_size=1, max_size=60))
+@settings(max_examples=300)
+def test_padded_finds_the_words_of_the_reply_as_written_with_its_closing_phrase(
+    reply: str,
+) -> None:
+    """``_padded`` finds the words once; they are those ``_WORD`` finds in the padded text."""
+    expected = reply
+    if len(agent._WORD.findall(reply)) < agent.MIN_REPLY_WORDS:
+        expected = f"{reply} {agent.CLOSING_PHRASE}"
+    assert (expected, agent._WORD.findall(expected)) == agent._padded(reply)
