@@ -55,8 +55,9 @@ import math
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from reference_server.protocol.messages import AgentContextData, ToolCallRecord, WorkflowState
 
@@ -81,8 +82,7 @@ CLOSING_PHRASE = "Let me know what you would like next."
 NOTHING_RECOGNISED = "Message received."
 
 
-@dataclass(frozen=True, slots=True)
-class AgentTurn:
+class AgentTurn(msgspec.Struct, frozen=True):
     """What the agent did with one user message."""
 
     chunks: tuple[str, ...]

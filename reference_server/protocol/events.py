@@ -1,13 +1,16 @@
 """What the state machines tell their callers (docs/protocol.md §3).
 
 The sans-I/O objects return these from ``receive()`` and the like; the asyncio layers react
-to them (send frames, close connections, run the agent). Frozen and slotted, as in h11.
+to them (send frames, close connections, run the agent). Frozen, as in h11; msgspec Structs
+rather than frozen dataclasses, which build ten times slower (2.1 against 0.17 µs for six
+fields): several are made for every frame (bench throughput).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from .errors import CloseCode
 from .messages import (
@@ -23,8 +26,7 @@ from .messages import (
 # --- client side --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Attached:
+class Attached(msgspec.Struct, frozen=True):
     """The client holds a session on this connection: a new one, or a resumed one."""
 
     outcome: Literal["new", "full", "degraded"]
@@ -39,8 +41,7 @@ class Attached:
     """How many of the client's own requests it sends again because the server lacked them."""
 
 
-@dataclass(frozen=True, slots=True)
-class RejectedByServer:
+class RejectedByServer(msgspec.Struct, frozen=True):
     """The server refused the hello or resume; ``final`` means the session is gone."""
 
     reason: str
@@ -49,45 +50,39 @@ class RejectedByServer:
     final: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Delivered:
+class Delivered(msgspec.Struct, frozen=True):
     """The next server message in sequence, delivered exactly once."""
 
     message: ServerSequenced
 
 
-@dataclass(frozen=True, slots=True)
-class DuplicateDelivery:
+class DuplicateDelivery(msgspec.Struct, frozen=True):
     """The server sent a ``seq`` the client already had; it was dropped, not delivered."""
 
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class SequenceGap:
+class SequenceGap(msgspec.Struct, frozen=True):
     """The server skipped sequence numbers without declaring them missed (a server bug)."""
 
     expected: int
     received: int
 
 
-@dataclass(frozen=True, slots=True)
-class ServerClosing:
+class ServerClosing(msgspec.Struct, frozen=True):
     """The server announced it will close this connection; ``final`` means no resume."""
 
     closing: Closing
     final: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Acknowledged:
+class Acknowledged(msgspec.Struct, frozen=True):
     """The server has processed every client request up to ``seq``."""
 
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class UnnumberedError:
+class UnnumberedError(msgspec.Struct, frozen=True):
     """An unnumbered error from the server about this connection."""
 
     error: Error
@@ -107,40 +102,34 @@ ClientEvent = (
 # --- server side --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RequestReceived:
+class RequestReceived(msgspec.Struct, frozen=True):
     """A client request to process, seen for the first time."""
 
     request: ClientRequest
 
 
-@dataclass(frozen=True, slots=True)
-class DuplicateRequest:
+class DuplicateRequest(msgspec.Struct, frozen=True):
     """A request id already processed; a ``duplicate`` answer was queued instead (§6)."""
 
     request: ClientRequest
 
 
-@dataclass(frozen=True, slots=True)
-class ByeReceived:
+class ByeReceived(msgspec.Struct, frozen=True):
     """The client ended the session; its state must be deleted."""
 
 
-@dataclass(frozen=True, slots=True)
-class HeartbeatTimedOut:
+class HeartbeatTimedOut(msgspec.Struct, frozen=True):
     """The attached connection was silent past the heartbeat timeout; close it (4007)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SessionExpired:
+class SessionExpired(msgspec.Struct, frozen=True):
     """The resumable window passed; the session's state must be deleted."""
 
 
 SessionEvent = RequestReceived | DuplicateRequest | ByeReceived | HeartbeatTimedOut | SessionExpired
 
 
-@dataclass(frozen=True, slots=True)
-class ResumeAccepted:
+class ResumeAccepted(msgspec.Struct, frozen=True):
     """The resume succeeded; the session's outbox now belongs to the new connection."""
 
     outcome: Literal["full", "degraded"]
@@ -152,8 +141,7 @@ class ResumeAccepted:
     """When the session was attached elsewhere: what to send that connection before closing it."""
 
 
-@dataclass(frozen=True, slots=True)
-class ResumeRefused:
+class ResumeRefused(msgspec.Struct, frozen=True):
     """The resume failed: send ``rejected`` on the new connection, then close it."""
 
     rejected: Rejected

@@ -14,12 +14,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
+
 from reference_server.protocol.messages import AgentContextData, HistoryEntry
 from reference_server.protocol.session import SessionSnapshot
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(msgspec.Struct, frozen=True):
     """One atomic change to a session, as the server commits it."""
 
     snapshot: SessionSnapshot
