@@ -14,10 +14,19 @@ and in ``GET /healthz``. Time here is the machine's monotonic clock, never the s
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.exceptions import RedisError
 
 from reference_server.metrics import STORE_OPERATIONS, StoreMetrics
+
+STORE_ERRORS = (RedisError, OSError, TimeoutError)
+"""What a store operation raises when Redis failed or did not answer in time."""
+
+T = TypeVar("T")
 
 
 class StoreLink:
@@ -52,6 +61,17 @@ class StoreLink:
         if self.down_since is None:
             self.down_since = self._now()
             self._metrics.up.set(0)
+
+    async def timed(self, operation: str, work: Awaitable[T], timeout_s: float | None) -> T:
+        """``work`` (one store operation) within ``timeout_s``, its outcome reported."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                result = await work
+        except STORE_ERRORS:
+            self.failed(operation)
+            raise
+        self.succeeded()
+        return result
 
     def subscription(self, live: bool) -> None:
         """The pub/sub subscription was made (``live``) or lost."""

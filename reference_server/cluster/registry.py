@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection
 
 from reference_server import agent, wire
@@ -55,12 +54,11 @@ from reference_server.store.base import Change, HistoryPage, StoredSession, page
 from reference_server.store.redis import Committed, LoadedSession, RedisStore
 
 from .held import HeldSession
-from .link import StoreLink
+from .link import STORE_ERRORS, StoreLink
 from .writer import CommitOp, DeleteOp, Op, Result, StoreWriter
 
 log = logging.getLogger("reference_server")
 
-STORE_ERRORS = (RedisError, OSError, TimeoutError)
 RESUME_ATTEMPTS = 5
 """Decisions of one resume against a session that other writers keep changing, at most."""
 RACE_RETRY_AFTER_MS = 250
@@ -348,7 +346,7 @@ class ClusterRegistry(SessionRegistry):
             return False
         if host.attached >= attached:
             return False
-        self.drop(host, REVOKED if code == CloseCode.SESSION_REVOKED else TAKEN_OVER)
+        self.drop(host, _closing_for(code))
         return True
 
     def _hold(self, host: ClusterHost) -> None:
@@ -357,7 +355,7 @@ class ClusterRegistry(SessionRegistry):
         self.hosts[sid] = host
         early = self._early.take(sid)
         if early is not None and early[0] > host.attached:
-            self.drop(host, REVOKED if early[1] == CloseCode.SESSION_REVOKED else TAKEN_OVER)
+            self.drop(host, _closing_for(early[1]))
 
     # --- connection loss -----------------------------------------------------------------
 
@@ -431,14 +429,7 @@ class ClusterRegistry(SessionRegistry):
 
     async def _read(self, read: Awaitable[T]) -> T:
         """One read of Redis, within the bound; its outcome goes to the store link."""
-        try:
-            async with asyncio.timeout(self.redis.timeout_s):
-                result = await read
-        except STORE_ERRORS:
-            self.link.failed("load")
-            raise
-        self.link.succeeded()
-        return result
+        return await self.link.timed("load", read, self.redis.timeout_s)
 
     async def _wait(self, op: CommitOp | DeleteOp) -> Any:
         """Queue an op and wait for Redis's answer (raising what the writer reported)."""
@@ -530,6 +521,11 @@ class ClusterRegistry(SessionRegistry):
             "overloaded", message, retry_after_ms=retry_after_ms or self.overload_retry_after_ms
         )
         await wire.reject(ws, refused.rejected, refused.close_code)
+
+
+def _closing_for(code: int) -> Closing:
+    """The closing of a take-over or revoke signal's close code."""
+    return REVOKED if code == CloseCode.SESSION_REVOKED else TAKEN_OVER
 
 
 def raise_if_cancelled() -> None:

@@ -22,7 +22,8 @@ from redis.asyncio.client import PubSub
 
 from reference_server.store.redis import RedisStore
 
-from .registry import STORE_ERRORS, TAKEN_OVER, ClusterHost, ClusterRegistry, raise_if_cancelled
+from .link import STORE_ERRORS
+from .registry import TAKEN_OVER, ClusterHost, ClusterRegistry, raise_if_cancelled
 
 log = logging.getLogger("reference_server")
 
@@ -56,13 +57,10 @@ class Signals:
     async def publish(self, node: str, session_id: str, attached: int, code: int) -> None:
         """Tell ``node`` to drop its older connection of ``session_id``."""
         message = _encoder.encode(Evict(sid=session_id, att=attached, code=code))
-        try:
-            async with asyncio.timeout(self.redis.timeout_s):
-                await self.redis.client.publish(self.redis.node_channel(node), message)
-        except STORE_ERRORS:
-            self.registry.link.failed("publish")
-            raise
-        self.registry.link.succeeded()
+        channel = self.redis.node_channel(node)
+        await self.registry.link.timed(
+            "publish", self.redis.client.publish(channel, message), self.redis.timeout_s
+        )
 
     async def run(self) -> None:
         """Listen until cancelled; subscribe again (and audit) after any failure."""

@@ -22,7 +22,7 @@ from reference_server.protocol import SessionState
 from reference_server.store.redis import RedisStore, text
 from reference_server.sweeper import TOMBSTONE_TTL_S, Sweeper
 
-from .registry import STORE_ERRORS, ClusterRegistry, raise_if_cancelled
+from .registry import ClusterRegistry, raise_if_cancelled
 
 log = logging.getLogger("reference_server")
 
@@ -70,14 +70,7 @@ class ClusterSweeper(Sweeper):
     async def shared_sweep(self, timeout: float | None = None) -> None:
         """``sweep_shared`` within ``timeout`` (the client's own bound when None), its outcome
         reported to the store link."""
-        link = self.registry.link
-        try:
-            async with asyncio.timeout(timeout):
-                await self.sweep_shared()
-        except STORE_ERRORS:
-            link.failed("sweep")
-            raise
-        link.succeeded()
+        await self.registry.link.timed("sweep", self.sweep_shared(), timeout)
 
     async def sweep_shared(self) -> None:
         """The cluster's part: liveness, dead nodes, expiry, old tombstones."""

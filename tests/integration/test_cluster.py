@@ -78,6 +78,15 @@ def _twin(client: AsyncClient, url: str) -> AsyncClient:
     return twin
 
 
+async def _stop_listening(node: ReferenceServer) -> None:
+    """Cancel the node's pub/sub listener: it hears no signal from the other node."""
+    assert node.cluster is not None
+    listening = next(t for t in node.cluster._tasks if t.get_name() == "signals")
+    listening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listening
+
+
 def _closing(client: AsyncClient) -> ServerClosing | None:
     return next((e for e in client.events if isinstance(e, ServerClosing)), None)
 
@@ -152,10 +161,7 @@ async def test_a_lost_takeover_message_is_made_up_for_by_the_version_check(
     stream and the conversation are untouched by what the old connection sent."""
     a, b = nodes
     assert a.cluster is not None
-    listening = next(t for t in a.cluster._tasks if t.get_name() == "signals")
-    listening.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await listening
+    await _stop_listening(a)
     async with _clients(a.url) as (first,):
         await first.connect()
         await first.chat("hello")
@@ -260,10 +266,7 @@ async def test_a_revocation_node_a_never_hears_of_still_closes_with_4005(nodes: 
     as Redis's tombstone says, not with 4001 as for a takeover."""
     a, b = nodes
     assert a.cluster is not None
-    listening = next(t for t in a.cluster._tasks if t.get_name() == "signals")
-    listening.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await listening
+    await _stop_listening(a)
     async with _clients(a.url) as (client,):
         await client.connect()
         await client.chat("hello")
