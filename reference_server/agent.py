@@ -279,8 +279,9 @@ def _wants_calculator(expression: str, variables: dict[str, Any]) -> bool:
 
 
 def _chunks(words: list[str]) -> tuple[str, ...]:
+    # A list comprehension, not a generator: no generator frame resumed per chunk.
     return tuple(
-        "".join(words[i : i + WORDS_PER_CHUNK]) for i in range(0, len(words), WORDS_PER_CHUNK)
+        ["".join(words[i : i + WORDS_PER_CHUNK]) for i in range(0, len(words), WORDS_PER_CHUNK)]
     )
 
 

@@ -40,6 +40,9 @@ log = logging.getLogger("reference_server")
 
 # Past a due time by this much, so a timer never wakes a hair early and spins.
 _TIMER_SLACK_S = 0.001
+# §12.1: the frames the rate limit does not count (a tuple: ``Ack | Pong`` would build a union
+# on every frame).
+_FREE_FRAMES = (Ack, Pong)
 # Errors after which the connection cannot go on (§12): the stream is broken, not one frame.
 _FATAL_ERRORS = frozenset(
     {ErrorCode.SEQUENCE_GAP, ErrorCode.UNEXPECTED_MESSAGE, ErrorCode.FRAME_TOO_LARGE}
@@ -190,7 +193,7 @@ class ConnectionLoop:
                     decoded = exc
                 # §12.1: acks and pongs are what §5 and §9 demand of a client; only the other
                 # frames (bad ones included) count against the rate limit.
-                if not isinstance(decoded, Ack | Pong) and not bucket.take(time.monotonic()):
+                if not isinstance(decoded, _FREE_FRAMES) and not bucket.take(time.monotonic()):
                     await answer_error(
                         ErrorCode.RATE_LIMITED,
                         "too many frames",

@@ -28,9 +28,12 @@ from .messages import (
     RETRYABLE_REJECTIONS,
     SUPPORTED_VERSIONS,
     Ack,
+    AgentContext,
     Bye,
     ClientRequest,
     Closing,
+    ConversationHistory,
+    Duplicate,
     Error,
     GetAgentContext,
     GetConversationHistory,
@@ -41,10 +44,13 @@ from .messages import (
     Ping,
     Pong,
     Rejected,
+    ReplyChunk,
     Resume,
     Resumed,
+    SecurityNotice,
     ServerMessage,
     ServerSequenced,
+    ToolCall,
     UserMessage,
     Welcome,
     Windows,
@@ -187,6 +193,10 @@ class ClientProtocol:
 
     def receive_message(self, message: ServerMessage) -> list[ClientEvent]:
         """Process one decoded message from the server."""
+        # Most frames are numbered answers: one set lookup instead of the match's eight
+        # class checks before its last case (bench throughput's client, py-spy).
+        if type(message) in _ALWAYS_NUMBERED:
+            return self._on_sequenced(message)  # type: ignore[arg-type]
         match message:
             case Welcome():
                 return [self._on_welcome(message)]
@@ -353,6 +363,10 @@ class ClientProtocol:
         return frames
 
 
+_ALWAYS_NUMBERED: frozenset[type] = frozenset(
+    {ReplyChunk, ToolCall, ConversationHistory, AgentContext, SecurityNotice, Duplicate}
+)
+"""Every numbered server message type but ``Error``, which is numbered only with a seq."""
 _CAN_REQUEST = frozenset({ClientState.ATTACHED, ClientState.DISCONNECTED, ClientState.RESUMING})
 _CAN_RECEIVE = frozenset({ClientState.CONNECTING, ClientState.RESUMING, ClientState.ATTACHED})
 
