@@ -61,6 +61,12 @@ WINDOW = CONNECTIONS * PER_CONNECTION
 GOAL = 0.7
 """Issue 15's goal (0.5 before it): the memory store reaches at least this fraction of the
 echo's reply frames/s."""
+SPREAD_LIMIT = 1.15
+"""Runs of one target whose fastest is more than this many times its slowest say the machine's
+speed changed during the measurement: the goal is then neither met nor missed but inconclusive.
+(On 2026-12-02 one run on a busy machine read 1.02x best against best, with the echo's own runs
+at 24,134 / 20,019 / 26,399 frames/s; five quiet runs minutes before, each within 1.10x of the
+others, read 0.59x.)"""
 RUN_TIMEOUT_S = 60.0
 CPU_MIN_RUN_S = 0.2
 WARMUP_REQUESTS = 800
@@ -381,7 +387,7 @@ class Measured:
 
 async def _measure(quick: bool) -> Measured:
     requests = 200 if quick else 3000
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     creds = credentials()
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         workdir = Path(tmp)
@@ -438,6 +444,37 @@ def _cpu_per_request(runs: list[Run], which: str) -> float | None:
     return cpu / sum(r.requests for r in runs) * 1e6
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The goal judged from interleaved runs: ``ratio`` is the median of each memory run over
+    the echo run just before it (a pair shares the machine's speed of the moment, which best
+    against best does not); ``spread`` the larger max/min of the two targets' frames/s."""
+
+    ratio: float
+    spread: float | None
+    """None with one run each: nothing to tell the machine's steadiness by."""
+
+    @property
+    def word(self) -> str:
+        if self.spread is not None and self.spread > SPREAD_LIMIT:
+            return "inconclusive"
+        return "met" if self.ratio >= GOAL else "NOT met"
+
+
+def judge(echo: Sequence[Run], memory: Sequence[Run]) -> Verdict:
+    """The goal's verdict from runs made in pairs (echo, then memory), in run order."""
+    ratios = sorted(m.frames_per_s / e.frames_per_s for e, m in zip(echo, memory, strict=True))
+    middle = len(ratios) // 2
+    ratio = ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+    if len(ratios) < 2:
+        return Verdict(ratio, None)
+    spread = max(
+        max(r.frames_per_s for r in runs) / min(r.frames_per_s for r in runs)
+        for runs in (echo, memory)
+    )
+    return Verdict(ratio, spread)
+
+
 def _us(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f}"
 
@@ -457,7 +494,18 @@ def _table(m: Measured) -> str:
         f"{mem.frames_per_s / e.frames_per_s:.2f}x"
         for mem, e in zip(m.runs["memory"], m.runs["echo"], strict=True)
     )
-    verdict = "met" if ratio >= GOAL else "NOT met"
+    verdict = judge(m.runs["echo"], m.runs["memory"])
+    steadiness = (
+        "one run each: the machine's steadiness not measured"
+        if verdict.spread is None
+        else f"runs of one target within {verdict.spread:.2f}x of each other"
+        + (
+            f", over the {SPREAD_LIMIT}x that a steady machine keeps: its speed changed "
+            "during the runs, so no verdict"
+            if verdict.word == "inconclusive"
+            else ""
+        )
+    )
     echo_cpu = _cpu_per_request(m.runs["echo"], "server")
     memory_cpu = _cpu_per_request(m.runs["memory"], "server")
     cpu_ratio = (
@@ -489,8 +537,9 @@ def _table(m: Measured) -> str:
         )
     lines += [
         "",
-        f"Goal (memory store >= {GOAL}x echo): **{verdict}** ({ratio:.3f}x best against best; "
-        f"run by run: {per_run}).{cpu_ratio}",
+        f"Goal (memory store >= {GOAL}x echo): **{verdict.word}** ({verdict.ratio:.3f}x, the "
+        f"median of each memory run over the echo run before it; {steadiness}; run by run: "
+        f"{per_run}; best against best: {ratio:.3f}x).{cpu_ratio}",
         "",
         "Reference client: `ClientProtocol` driven directly over a `websockets` connection, "
         "one cumulative ack per reply (sent with the next request, the two in one socket write "
