@@ -223,6 +223,25 @@ def merge(records: list[RunResult]) -> RunResult:
         seed=first.seed,
         shard=None,
         allow_skipped=first.allow_skipped,
-        environment=first.environment,
+        environment=_merged_environment(records),
         scenarios=scenarios,
     )
+
+
+def _merged_environment(records: list[RunResult]) -> dict[str, str]:
+    """Every shard's environment: a value all shards that state it agree on is kept as it is;
+    values that differ are each named by their shard ("1/2: ...; 2/2: ..."), so no shard's
+    note (a worker spread, a load consent) is lost."""
+    keys = list(dict.fromkeys(key for r in records for key in r.environment))
+    merged: dict[str, str] = {}
+    for key in keys:
+        stated = [(r.shard, r.environment[key]) for r in records if key in r.environment]
+        values = list(dict.fromkeys(value for _, value in stated))
+        if len(values) == 1:
+            merged[key] = values[0]
+        else:
+            merged[key] = "; ".join(
+                f"{shard or f'record {i}'}: {value}"
+                for i, (shard, value) in enumerate(stated, start=1)
+            )
+    return merged

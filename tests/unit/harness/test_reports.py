@@ -325,6 +325,22 @@ def test_merge_combines_shards_in_file_order() -> None:
     assert {"passed": 1, "failed": 1, "error": 1, "skipped": 1, "total": 4} == merged.totals
 
 
+def test_merge_keeps_every_shards_environment() -> None:
+    """A value the shards agree on stays as it is; values that differ are named by shard."""
+    first = msgspec.structs.replace(
+        RECORD, shard="1/2", environment={"target": "embedded", "spread": "2 workers"}
+    )
+    second = msgspec.structs.replace(
+        RECORD, shard="2/2", environment={"target": "embedded", "spread": "1 worker", "x": "y"}
+    )
+    merged = results.merge([first, second])
+    assert merged.environment == {
+        "target": "embedded",
+        "spread": "1/2: 2 workers; 2/2: 1 worker",
+        "x": "y",
+    }
+
+
 def test_merge_of_nothing_is_an_error() -> None:
     """Merging no records is a ValueError."""
     with pytest.raises(ValueError, match="nothing to merge"):
