@@ -456,7 +456,9 @@ class Verdict:
 
     @property
     def word(self) -> str:
-        if self.spread is not None and self.spread > SPREAD_LIMIT:
+        if self.spread is None:
+            return "not judged"  # quick mode: one short run each says nothing steady
+        if self.spread > SPREAD_LIMIT:
             return "inconclusive"
         return "met" if self.ratio >= GOAL else "NOT met"
 
@@ -496,7 +498,7 @@ def _table(m: Measured) -> str:
     )
     verdict = judge(m.runs["echo"], m.runs["memory"])
     steadiness = (
-        "one run each: the machine's steadiness not measured"
+        "one run each (quick mode): the machine's steadiness unknown, so no verdict"
         if verdict.spread is None
         else f"runs of one target within {verdict.spread:.2f}x of each other"
         + (
