@@ -27,6 +27,7 @@ import contextlib
 import math
 import os
 import secrets
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -446,13 +447,19 @@ def _cpu_per_request(runs: list[Run], which: str) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The goal judged from interleaved runs: ``ratio`` is the median of each memory run over
-    the echo run just before it (a pair shares the machine's speed of the moment, which best
-    against best does not); ``spread`` the larger max/min of the two targets' frames/s."""
+    """The goal judged from interleaved runs: each memory run over the echo run just before it
+    (a pair shares the machine's speed of the moment, which best against best does not)."""
 
-    ratio: float
+    ratios: tuple[float, ...]
+    """Memory over echo frames/s, pair by pair, in run order."""
     spread: float | None
-    """None with one run each: nothing to tell the machine's steadiness by."""
+    """The larger max/min of the two targets' frames/s; None with one run each: nothing to
+    tell the machine's steadiness by."""
+
+    @property
+    def ratio(self) -> float:
+        """The median of the pairs' ratios: the figure judged."""
+        return statistics.median(self.ratios)
 
     @property
     def word(self) -> str:
@@ -465,16 +472,14 @@ class Verdict:
 
 def judge(echo: Sequence[Run], memory: Sequence[Run]) -> Verdict:
     """The goal's verdict from runs made in pairs (echo, then memory), in run order."""
-    ratios = sorted(m.frames_per_s / e.frames_per_s for e, m in zip(echo, memory, strict=True))
-    middle = len(ratios) // 2
-    ratio = ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+    ratios = tuple(m.frames_per_s / e.frames_per_s for e, m in zip(echo, memory, strict=True))
     if len(ratios) < 2:
-        return Verdict(ratio, None)
+        return Verdict(ratios, None)
     spread = max(
         max(r.frames_per_s for r in runs) / min(r.frames_per_s for r in runs)
         for runs in (echo, memory)
     )
-    return Verdict(ratio, spread)
+    return Verdict(ratios, spread)
 
 
 def _us(value: float | None) -> str:
@@ -492,22 +497,17 @@ def _table(m: Measured) -> str:
     }
     repeats = len(m.runs["echo"])
     ratio = m.best("memory").frames_per_s / echo.frames_per_s
-    per_run = ", ".join(
-        f"{mem.frames_per_s / e.frames_per_s:.2f}x"
-        for mem, e in zip(m.runs["memory"], m.runs["echo"], strict=True)
-    )
     verdict = judge(m.runs["echo"], m.runs["memory"])
-    steadiness = (
-        "one run each (quick mode): the machine's steadiness unknown, so no verdict"
-        if verdict.spread is None
-        else f"runs of one target within {verdict.spread:.2f}x of each other"
-        + (
-            f", over the {SPREAD_LIMIT}x that a steady machine keeps: its speed changed "
-            "during the runs, so no verdict"
-            if verdict.word == "inconclusive"
-            else ""
-        )
-    )
+    per_run = ", ".join(f"{r:.2f}x" for r in verdict.ratios)
+    if verdict.spread is None:
+        steadiness = "one run each (quick mode): the machine's steadiness unknown, so no verdict"
+    else:
+        steadiness = f"runs of one target within {verdict.spread:.2f}x of each other"
+        if verdict.word == "inconclusive":
+            steadiness += (
+                f", over the {SPREAD_LIMIT}x that a steady machine keeps: its speed changed "
+                "during the runs, so no verdict"
+            )
     echo_cpu = _cpu_per_request(m.runs["echo"], "server")
     memory_cpu = _cpu_per_request(m.runs["memory"], "server")
     cpu_ratio = (

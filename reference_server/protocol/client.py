@@ -9,7 +9,7 @@ connection, and sends what ``data_to_send()`` returns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from . import codec
 from .errors import CloseCode, ErrorCode, LocalProtocolError, RemoteProtocolError
@@ -28,12 +28,9 @@ from .messages import (
     RETRYABLE_REJECTIONS,
     SUPPORTED_VERSIONS,
     Ack,
-    AgentContext,
     Bye,
     ClientRequest,
     Closing,
-    ConversationHistory,
-    Duplicate,
     Error,
     GetAgentContext,
     GetConversationHistory,
@@ -44,13 +41,10 @@ from .messages import (
     Ping,
     Pong,
     Rejected,
-    ReplyChunk,
     Resume,
     Resumed,
-    SecurityNotice,
     ServerMessage,
     ServerSequenced,
-    ToolCall,
     UserMessage,
     Welcome,
     Windows,
@@ -363,9 +357,7 @@ class ClientProtocol:
         return frames
 
 
-_ALWAYS_NUMBERED: frozenset[type] = frozenset(
-    {ReplyChunk, ToolCall, ConversationHistory, AgentContext, SecurityNotice, Duplicate}
-)
+_ALWAYS_NUMBERED: frozenset[type] = frozenset(get_args(ServerSequenced)) - {Error}
 """Every numbered server message type but ``Error``, which is numbered only with a seq."""
 _CAN_REQUEST = frozenset({ClientState.ATTACHED, ClientState.DISCONNECTED, ClientState.RESUMING})
 _CAN_RECEIVE = frozenset({ClientState.CONNECTING, ClientState.RESUMING, ClientState.ATTACHED})
