@@ -9,6 +9,13 @@ from ``os.wait4``). ``server`` mode also runs the throughput benchmark's load ag
 with its bare echo baseline (best reply frames/s, least server CPU per request), and the
 resume benchmark's drop + resume cycles (p50 and p90 over every block).
 
+``python -m bench.ab paired BEFORE AFTER [--store memory|sqlite|redis] [--pairs N]`` is for a
+machine whose speed drifts between runs (two states about 1.7x apart within seconds were seen
+on 2026-12-02): it runs the throughput load against the two servers in alternating order, pair
+after pair of short runs, and gives the median of the AFTER/BEFORE ratios of frames/s and of
+server CPU per request (the scheduler's nanosecond run time, ``/proc/PID/task/*/schedstat``,
+where the kernel has it). Passing one tree twice measures the method's own noise.
+
 A tree is a source checkout, e.g. ``git worktree add /tmp/before HEAD~1`` or ``git archive
 HEAD~1 | tar -x -C /tmp/before``. The docs/performance.md section on profiles names the
 commands whose figures it quotes.
@@ -21,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -28,6 +36,7 @@ from pathlib import Path
 
 from harness.checkers import percentile
 from reference_server.launcher import ServerProcess
+from reference_server.redis_process import RedisProcess
 
 from .echo_server import EchoServerProcess
 from .peer import _child
@@ -100,6 +109,77 @@ async def _throughput(trees: list[Path], servers: list[ServerProcess], token: st
         print(f"  {name}: {best:,.0f} frames/s ({every}), {ratio:.3f}x echo; {cpu:.0f} µs/request")
 
 
+def run_time_s(pid: int | None) -> float:
+    """CPU time of a process's threads so far, from the scheduler's nanosecond counts
+    (``/proc/PID/task/*/schedstat``); ``cpu_seconds`` (clock ticks) where those are missing."""
+    if pid is None:
+        return 0.0
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return cpu_seconds(pid)
+    return total / 1e9
+
+
+async def _paired(trees: list[Path], store: str, pairs: int, requests: int) -> None:
+    """The throughput load against two servers in alternating order; medians of the ratios."""
+    if len(trees) != 2:
+        raise SystemExit("paired compares exactly two trees: BEFORE AFTER")
+    creds = credentials()
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
+        async with contextlib.AsyncExitStack() as stack:
+            stores = [store, store]
+            if store == "sqlite":
+                stores = [f"sqlite:{Path(tmp) / f'{i}.db'}" for i in range(2)]
+            elif store == "redis":
+                redis = stack.enter_context(RedisProcess(Path(tmp) / "redis"))
+                base = redis.url.rsplit("/", 1)[0]
+                stores = [f"{base}/1", f"{base}/2"]
+            servers = [
+                await stack.enter_async_context(
+                    ServerProcess(
+                        ["--store", where, "--chunk-delay", "0"],
+                        env=creds.env,
+                        log_path=Path(tmp) / f"{i}.log",
+                        cwd=tree,
+                    )
+                )
+                for i, (tree, where) in enumerate(zip(trees, stores, strict=True))
+            ]
+            chunks, _ = await measure_reply(servers[0].url, creds.token)
+            for server in servers:  # untimed warm-up
+                await run_reference(server.url, creds.token, 500, chunks=chunks)
+            frames: list[float] = []
+            cpu: list[float] = []
+            for i in range(pairs):
+                runs: dict[int, tuple[Run, float]] = {}
+                for k in (0, 1) if i % 2 == 0 else (1, 0):
+                    before = run_time_s(servers[k].pid)
+                    run = await run_reference(servers[k].url, creds.token, requests, chunks=chunks)
+                    runs[k] = run, (run_time_s(servers[k].pid) - before) / run.requests
+                (a, a_cpu), (b, b_cpu) = runs[0], runs[1]
+                frames.append(b.frames_per_s / a.frames_per_s)
+                cpu.append(b_cpu / a_cpu if a_cpu else float("nan"))
+                print(
+                    f"  pair {i + 1}: {a.frames_per_s:,.0f} -> {b.frames_per_s:,.0f} frames/s, "
+                    f"{a_cpu * 1e6:.1f} -> {b_cpu * 1e6:.1f} µs server CPU/request",
+                    flush=True,
+                )
+    print(
+        f"paired throughput, {store} store, {pairs} pairs of {requests} requests "
+        f"({trees[1]} over {trees[0]}): frames/s median {statistics.median(frames):.3f}x "
+        f"(quartiles {_quartiles(frames)}), server CPU per request median "
+        f"{statistics.median(cpu):.3f}x (quartiles {_quartiles(cpu)})"
+    )
+
+
+def _quartiles(values: list[float]) -> str:
+    q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values * 3)
+    return f"{q1:.3f}-{q3:.3f}"
+
+
 async def _resumes(trees: list[Path], servers: list[ServerProcess], token: str, n: int) -> None:
     """Drop + resume p50 against each server, ``n`` interleaved blocks of cycles."""
     samples: dict[str, list[float]] = {str(t): [] for t in trees}
@@ -147,11 +227,18 @@ async def _main(mode: str, trees: list[Path], repeats: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
-    parser.add_argument("mode", choices=("server", "client"))
+    parser.add_argument("mode", choices=("server", "client", "paired"))
     parser.add_argument("trees", nargs="+", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--store", choices=("memory", "sqlite", "redis"), default="memory")
+    parser.add_argument("--pairs", type=int, default=40, help="paired: pairs of runs")
+    parser.add_argument("--requests", type=int, default=1000, help="paired: requests a run")
     args = parser.parse_args(argv)
-    asyncio.run(_main(args.mode, [t.resolve() for t in args.trees], args.repeats))
+    trees = [t.resolve() for t in args.trees]
+    if args.mode == "paired":
+        asyncio.run(_paired(trees, args.store, args.pairs, args.requests))
+    else:
+        asyncio.run(_main(args.mode, trees, args.repeats))
     return 0
 
 

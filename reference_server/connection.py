@@ -215,7 +215,11 @@ class ConnectionLoop:
                         break
                     await answer_error(exc.error_code, exc.message)
                     continue
+                host.staging = True
                 self.application.react(host, events)
+                if message_ready(ws):  # arrived with this one: answered together, one commit
+                    continue
+                self.registry.write_staged(host)
                 if inline and not sending.locked():
                     async with sending:
                         await self._flush(host, ws, connection_id)
@@ -224,6 +228,7 @@ class ConnectionLoop:
         except ConnectionClosed:
             pass
         finally:
+            self.registry.write_staged(host)
             for task in (timer, writer):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
@@ -257,6 +262,7 @@ class ConnectionLoop:
 
     async def _flush(self, host: SessionHost, ws: ServerConnection, connection_id: int) -> None:
         """Send what the session queued, if this connection still carries it."""
+        self.registry.write_staged(host)  # stored before sent, whichever path sends
         if host.ws is ws and host.session.connection_id == connection_id:
             frames = host.take_first_frames(connection_id) + host.session.data_to_send()
             if not self.config.chunk_delay_s:
@@ -269,6 +275,16 @@ class ConnectionLoop:
                 self.metrics.messages_out.inc()
                 if frame.startswith(b'{"type":"reply_chunk"'):
                     await asyncio.sleep(self.config.chunk_delay_s)
+
+
+def message_ready(ws: ServerConnection) -> bool:
+    """Has ``ws`` already received the whole of its next message, so that ``recv()`` returns
+    it without waiting? The frames that one read brought (a request and the ack sent with it)
+    are then answered together. This reads websockets' receive queue (``Assembler.frames``, a
+    private attribute of websockets 14 to 17; tests/unit/test_connection_batch.py checks it
+    against the installed version); where it is missing, every frame is answered alone."""
+    frames = getattr(getattr(ws.recv_messages, "frames", None), "queue", None)
+    return frames is not None and len(frames) > 0 and bool(frames[0].fin)
 
 
 def _close_code(exc: RemoteProtocolError) -> int:

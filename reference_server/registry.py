@@ -52,6 +52,11 @@ class SessionHost:
     first_frames: tuple[int, list[bytes]] = (0, [])
     """What the last hello or resume queued, for the connection with that id: sent before
     anything else the session queues (planted faults may have altered it)."""
+    staging: bool = False
+    """Set while the connection loop answers frames that arrived together: their commits are
+    staged and written as one by ``SessionRegistry.write_staged``, before anything they
+    produced is sent (a request and the ack sent with it: one store write, not two)."""
+    staged: StagedChange | None = None
 
     def take_first_frames(self, connection_id: int) -> list[bytes]:
         """The frames of the attach, once, if they are for this connection."""
@@ -60,6 +65,27 @@ class SessionHost:
             return []
         self.first_frames = (0, [])
         return frames
+
+
+@dataclass(slots=True)
+class StagedChange:
+    """What the staged commits of one session added, in order, until they are written."""
+
+    new_ids: list[tuple[str, int]] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
+    context: Any = None
+
+    def add(
+        self,
+        new_ids: tuple[tuple[str, int], ...],
+        history: list[HistoryEntry] | None,
+        context: Any,
+    ) -> None:
+        self.new_ids.extend(new_ids)
+        if history:
+            self.history.extend(history)
+        if context is not None:
+            self.context = context
 
 
 class SessionRegistry:
@@ -258,10 +284,34 @@ class SessionRegistry:
         history: list[HistoryEntry] | None = None,
         context: Any = None,
     ) -> None:
-        """Store the session's change before anything it produced is sent."""
+        """Store the session's change before anything it produced is sent; while the host is
+        staging, keep it for ``write_staged`` instead."""
         session = host.session
         if session.state in TERMINAL_SESSION_STATES:
+            host.staged = None
             return
+        staged = host.staged
+        if host.staging:
+            if staged is None:
+                staged = host.staged = StagedChange()
+            staged.add(new_ids, history, context)
+            return
+        if staged is not None:  # the snapshot written covers the staged changes' state too
+            host.staged = None
+            staged.add(new_ids, history, context)
+            new_ids, history, context = tuple(staged.new_ids), staged.history, staged.context
+        self._write(host, new_ids=new_ids, history=history, context=context)
+
+    def _write(
+        self,
+        host: SessionHost,
+        *,
+        new_ids: tuple[tuple[str, int], ...],
+        history: list[HistoryEntry] | None,
+        context: Any,
+    ) -> None:
+        """Store one change of a live session now (the store commits synchronously)."""
+        session = host.session
         self.store.commit(
             Change(
                 snapshot=session.snapshot(),
@@ -272,6 +322,12 @@ class SessionRegistry:
                 context=context,
             )
         )
+
+    def write_staged(self, host: SessionHost) -> None:
+        """End staging: write the staged changes as one commit, if there are any."""
+        host.staging = False
+        if host.staged is not None:
+            self.commit(host)
 
     def forget(self, host: SessionHost, reason: str, now: float) -> None:
         """Drop a session that ended and leave its tombstone (§8.3)."""

@@ -369,20 +369,18 @@ class ClusterRegistry(SessionRegistry):
 
     # --- store ---------------------------------------------------------------------------
 
-    def commit(
+    def _write(
         self,
         host: SessionHost,
         *,
-        new_ids: tuple[tuple[str, int], ...] = (),
-        history: list[HistoryEntry] | None = None,
-        context: Any = None,
+        new_ids: tuple[tuple[str, int], ...],
+        history: list[HistoryEntry] | None,
+        context: Any,
     ) -> None:
         """Queue the session's change; what it produced is sent once Redis stored it."""
         if not isinstance(host, ClusterHost) or host.lost:
             return
         session = host.session
-        if session.state in TERMINAL_SESSION_STATES:
-            return
         for entry in history or ():
             _add_entry(host.history, entry)
         change = self._change(host, new_ids=new_ids, history=history, context=context)
