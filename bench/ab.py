@@ -13,8 +13,8 @@ resume benchmark's drop + resume cycles (p50 and p90 over every block).
 machine whose speed drifts between runs (two states about 1.7x apart within seconds were seen
 on 2026-12-02): it runs the throughput load against the two servers in alternating order, pair
 after pair of short runs, and gives the median of the AFTER/BEFORE ratios of frames/s and of
-server CPU per request (the scheduler's nanosecond run time, ``/proc/PID/task/*/schedstat``,
-where the kernel has it). Passing one tree twice measures the method's own noise.
+server CPU per request (``bench.throughput.cpu_seconds``: the scheduler's nanosecond run
+time, where the kernel keeps it). Passing one tree twice measures the method's own noise.
 
 A tree is a source checkout, e.g. ``git worktree add /tmp/before HEAD~1`` or ``git archive
 HEAD~1 | tar -x -C /tmp/before``. The docs/performance.md section on profiles names the
@@ -109,20 +109,6 @@ async def _throughput(trees: list[Path], servers: list[ServerProcess], token: st
         print(f"  {name}: {best:,.0f} frames/s ({every}), {ratio:.3f}x echo; {cpu:.0f} µs/request")
 
 
-def run_time_s(pid: int | None) -> float:
-    """CPU time of a process's threads so far, from the scheduler's nanosecond counts
-    (``/proc/PID/task/*/schedstat``); ``cpu_seconds`` (clock ticks) where those are missing."""
-    if pid is None:
-        return 0.0
-    total = 0
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            total += int((task / "schedstat").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return cpu_seconds(pid)
-    return total / 1e9
-
-
 async def _paired(trees: list[Path], store: str, pairs: int, requests: int) -> None:
     """The throughput load against two servers in alternating order; medians of the ratios."""
     if len(trees) != 2:
@@ -156,9 +142,9 @@ async def _paired(trees: list[Path], store: str, pairs: int, requests: int) -> N
             for i in range(pairs):
                 runs: dict[int, tuple[Run, float]] = {}
                 for k in (0, 1) if i % 2 == 0 else (1, 0):
-                    before = run_time_s(servers[k].pid)
+                    before = cpu_seconds(servers[k].pid)
                     run = await run_reference(servers[k].url, creds.token, requests, chunks=chunks)
-                    runs[k] = run, (run_time_s(servers[k].pid) - before) / run.requests
+                    runs[k] = run, (cpu_seconds(servers[k].pid) - before) / run.requests
                 (a, a_cpu), (b, b_cpu) = runs[0], runs[1]
                 frames.append(b.frames_per_s / a.frames_per_s)
                 cpu.append(b_cpu / a_cpu if a_cpu else float("nan"))

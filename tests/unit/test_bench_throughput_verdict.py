@@ -1,41 +1,59 @@
-"""The throughput goal's verdict: median of paired runs, and no verdict on an unsteady machine."""
+"""The throughput goal's verdict: the median of paired short runs, with its confidence interval."""
 
 from __future__ import annotations
 
-from bench.throughput import GOAL, SPREAD_LIMIT, Run, judge
+import random
+
+from bench.throughput import GOAL, GOAL_PAIRS, Run, judge, median_interval
 
 
-def _runs(*frames_per_s: float) -> list[Run]:
-    return [
-        Run(requests=1000, frames=int(f), seconds=1.0, server_cpu_s=0, client_cpu_s=0)
-        for f in frames_per_s
-    ]
+def _run(frames_per_s: float) -> Run:
+    return Run(requests=1000, frames=int(frames_per_s), seconds=1.0, server_cpu_s=0, client_cpu_s=0)
 
 
-def test_the_ratio_is_the_median_of_each_memory_run_over_the_echo_run_before_it() -> None:
-    verdict = judge(_runs(100, 102, 101), _runs(60, 63, 61))
-    assert round(verdict.ratio, 3) == round(61 / 101, 3)
-    assert verdict.word == "NOT met"
+def _pairs(*ratios: float, echo: float = 50_000) -> list[tuple[Run, Run]]:
+    return [(_run(echo), _run(echo * r)) for r in ratios]
 
 
-def test_a_steady_machine_meeting_the_goal_is_met() -> None:
-    echo = _runs(100, 101, 99, 100, 102)
-    verdict = judge(echo, _runs(*(e.frames * (GOAL + 0.02) for e in echo)))
-    assert verdict.spread is not None
-    assert verdict.spread <= SPREAD_LIMIT
+def test_the_interval_is_the_order_statistics_the_binomial_tail_allows() -> None:
+    # n = 24: P(Binomial(24, 1/2) <= 6) = 0.0113 <= 0.025 < P(<= 7) = 0.0320, so k = 7.
+    values = list(range(1, 25))
+    assert median_interval(values) == (7, 18)
+    # n = 6 is the fewest with an interval at 95% (P(0) = 1/64); n = 5 has none (1/32).
+    assert median_interval([1, 2, 3, 4, 5, 6]) == (1, 6)
+    assert median_interval([1, 2, 3, 4, 5]) is None
+
+
+def test_pairs_steadily_above_the_goal_meet_it() -> None:
+    verdict = judge(_pairs(*(GOAL + 0.03 + 0.001 * i for i in range(GOAL_PAIRS))))
+    assert verdict.interval is not None
+    assert verdict.interval[0] >= GOAL
     assert verdict.word == "met"
 
 
-def test_a_machine_whose_speed_changed_gives_no_verdict_even_when_best_beats_best() -> None:
-    # The echo's runs of a busy-machine run on 2026-12-02, with its memory runs.
-    verdict = judge(_runs(24134, 20019, 26399), _runs(16142, 18187, 26957))
-    assert verdict.spread is not None
-    assert verdict.spread > SPREAD_LIMIT
+def test_pairs_steadily_below_miss_it() -> None:
+    verdict = judge(_pairs(*(0.59 + 0.001 * i for i in range(GOAL_PAIRS))))
+    assert verdict.word == "NOT met"
+    assert round(verdict.ratio, 4) == round(0.59 + 0.001 * (GOAL_PAIRS - 1) / 2, 4)
+
+
+def test_pairs_scattered_across_the_goal_are_inconclusive() -> None:
+    rng = random.Random(15)
+    verdict = judge(_pairs(*(rng.uniform(GOAL - 0.15, GOAL + 0.15) for _ in range(GOAL_PAIRS))))
+    assert verdict.interval is not None
+    assert verdict.interval[0] < GOAL <= verdict.interval[1]
     assert verdict.word == "inconclusive"
 
 
-def test_one_run_each_is_not_judged() -> None:
-    """Quick mode's single short runs cannot tell a steady machine from a lucky moment."""
-    verdict = judge(_runs(100), _runs(75))
-    assert verdict.spread is None
+def test_a_few_pairs_broken_by_a_speed_change_do_not_move_the_verdict() -> None:
+    """A pair whose two runs saw the machine at two speeds is an outlier; the median holds."""
+    steady = [0.66 + 0.001 * i for i in range(GOAL_PAIRS - 4)]
+    verdict = judge(_pairs(*steady, 1.1, 1.2, 0.4, 1.15))
+    assert verdict.word == "NOT met"
+
+
+def test_one_pair_is_not_judged() -> None:
+    """Quick mode's single short pair cannot tell a steady figure from a lucky moment."""
+    verdict = judge(_pairs(0.75))
+    assert verdict.interval is None
     assert verdict.word == "not judged"
