@@ -51,6 +51,7 @@ as chunks of four words each (spaces kept), so there are always at least three c
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import re
 import warnings
@@ -78,6 +79,9 @@ MAX_EXPONENT = 100
 MAX_RESULT_BITS = 4096
 WORDS_PER_CHUNK = 4
 MIN_REPLY_WORDS = 9  # 4 + 4 + 1: the fewest words that make three chunks
+MIN_CHUNKS = 3
+MAX_REMEMBERED_REPLY = 512
+"""Replies up to this many characters have their chunks remembered (1,024 of them at most)."""
 CLOSING_PHRASE = "Let me know what you would like next."
 NOTHING_RECOGNISED = "Message received."
 
@@ -134,7 +138,9 @@ _WHAT_IS = re.compile(r"what\s+is\s+(?P<expr>\S.*)", _FLAGS)
 _ARITHMETIC_HINT = re.compile(r"[0-9+\-*/%()]")
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_WORD = re.compile(r"\s*\S+\s*")
+_WORD = r"\s*\S+\s*"
+"""A word with the whitespace around it (leading only at the start of the text)."""
+_CHUNK = re.compile(f"(?:{_WORD}){{1,{WORDS_PER_CHUNK}}}")
 
 
 def _key(raw: str) -> str:
@@ -278,28 +284,27 @@ def _wants_calculator(expression: str, variables: dict[str, Any]) -> bool:
     return _ARITHMETIC_HINT.search(expression) is not None or expression in variables
 
 
-def _chunks(words: list[str]) -> tuple[str, ...]:
-    # A list comprehension, not a generator: no generator frame resumed per chunk.
-    return tuple(
-        ["".join(words[i : i + WORDS_PER_CHUNK]) for i in range(0, len(words), WORDS_PER_CHUNK)]
-    )
-
-
-_CLOSING_WORDS = _WORD.findall(CLOSING_PHRASE)
-
-
-def _padded(reply: str) -> tuple[str, list[str]]:
+def _chunked(reply: str) -> tuple[str, tuple[str, ...]]:
     """The reply, with the closing phrase if it is shorter than ``MIN_REPLY_WORDS``, and its
-    words (``_WORD``), found once: the words of ``reply + " " + CLOSING_PHRASE`` are the
-    reply's, the last with the space, then the phrase's (a few µs a turn, bench throughput)."""
-    words = _WORD.findall(reply)
-    if len(words) >= MIN_REPLY_WORDS:
-        return reply, words
+    chunks. Replies repeat: once the workflow is done, every message without a command gets
+    "Message received. Workflow step: done.", so short replies are remembered (an LRU)."""
+    if len(reply) <= MAX_REMEMBERED_REPLY:
+        return _chunked_remembered(reply)
+    return _split(reply)
+
+
+def _split(reply: str) -> tuple[str, tuple[str, ...]]:
+    # _CHUNK matches up to WORDS_PER_CHUNK consecutive _WORD matches at once, so one findall
+    # gives the words joined four by four; a reply has at least nine words exactly when it
+    # has at least three chunks.
+    chunks = _CHUNK.findall(reply)
+    if len(chunks) >= MIN_CHUNKS:
+        return reply, tuple(chunks)
     padded = f"{reply} {CLOSING_PHRASE}"
-    if not words or reply[-1].isspace():
-        return padded, _WORD.findall(padded)
-    words[-1] += " "
-    return padded, words + _CLOSING_WORDS
+    return padded, tuple(_CHUNK.findall(padded))
+
+
+_chunked_remembered = functools.lru_cache(maxsize=1024)(_split)
 
 
 def respond(context: AgentContextData, message_id: str, text: str) -> AgentTurn:
@@ -366,11 +371,11 @@ def respond(context: AgentContextData, message_id: str, text: str) -> AgentTurn:
     sentences.append(f"Workflow step: {WORKFLOW_STEPS[workflow.step]}.")
     if len(sentences) == 1:
         sentences.insert(0, NOTHING_RECOGNISED)
-    reply, words = _padded(" ".join(sentences))
+    reply, chunks = _chunked(" ".join(sentences))
 
     turn_calls = tuple(calls)
     return AgentTurn(
-        chunks=_chunks(words),
+        chunks=chunks,
         reply=reply,
         tool_calls=turn_calls,
         context=AgentContextData(

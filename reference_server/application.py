@@ -8,7 +8,6 @@ context read from the store. Every answer is committed, with what it changed, be
 from __future__ import annotations
 
 import time
-from functools import partial
 
 from reference_server import agent
 from reference_server.clock import Clock
@@ -29,7 +28,6 @@ from reference_server.protocol.messages import (
     HistoryEntry,
     ReplyChunk,
     ToolCall,
-    ToolCallRecord,
     UserMessage,
 )
 from reference_server.registry import SessionHost, SessionRegistry
@@ -83,15 +81,15 @@ class Application:
         session = host.session
         turn = agent.respond(host.context, request.id, request.text)
         for call in turn.tool_calls:
-            session.send(partial(_tool_call, in_reply_to=request.id, call=call))
+            session.send_numbered(ToolCall(seq=session.next_seq, in_reply_to=request.id, call=call))
         last = len(turn.chunks) - 1
         chunks = [Chunk(index, text, index == last) for index, text in enumerate(turn.chunks)]
         for chunk in self.faults.reply_chunks(session, chunks):
-            session.send(
-                partial(
-                    _chunk,
+            session.send_numbered(
+                ReplyChunk(
+                    seq=session.next_seq,
                     in_reply_to=request.id,
-                    index=chunk.chunk_index,
+                    chunk_index=chunk.chunk_index,
                     text=chunk.text,
                     final=chunk.final,
                 )
@@ -146,11 +144,3 @@ class Application:
             )
         )
         self.registry.commit(host, new_ids=((request.id, request.seq),))
-
-
-def _chunk(seq: int, *, in_reply_to: str, index: int, text: str, final: bool) -> ReplyChunk:
-    return ReplyChunk(seq=seq, in_reply_to=in_reply_to, chunk_index=index, text=text, final=final)
-
-
-def _tool_call(seq: int, *, in_reply_to: str, call: ToolCallRecord) -> ToolCall:
-    return ToolCall(seq=seq, in_reply_to=in_reply_to, call=call)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -111,8 +111,9 @@ class ResumeInput:
     """The address the IP policy compares with the session's (§10)."""
 
 
-class Chunk(NamedTuple):
-    """One piece of a streamed reply as it will be numbered and sent (§11.1)."""
+class Chunk(msgspec.Struct, frozen=True):
+    """One piece of a streamed reply as it will be numbered and sent (§11.1). A Struct, not a
+    NamedTuple, whose ``__new__`` is a Python function called for every chunk."""
 
     chunk_index: int
     text: str
@@ -629,7 +630,7 @@ class FinalFlagEarly(FaultPlan):
 
     def reply_chunks(self, session: ServerSession, chunks: list[Chunk]) -> list[Chunk]:
         last = len(chunks) - 1
-        return [c._replace(final=i >= last - 1) for i, c in enumerate(chunks)]
+        return [msgspec.structs.replace(c, final=i >= last - 1) for i, c in enumerate(chunks)]
 
 
 class ChunksOutOfOrder(FaultPlan):

@@ -75,18 +75,6 @@ class StagedChange:
     history: list[HistoryEntry] = field(default_factory=list)
     context: Any = None
 
-    def add(
-        self,
-        new_ids: tuple[tuple[str, int], ...],
-        history: list[HistoryEntry] | None,
-        context: Any,
-    ) -> None:
-        self.new_ids.extend(new_ids)
-        if history:
-            self.history.extend(history)
-        if context is not None:
-            self.context = context
-
 
 class SessionRegistry:
     """Every session the server holds, by id."""
@@ -291,14 +279,19 @@ class SessionRegistry:
             host.staged = None
             return
         staged = host.staged
-        if host.staging:
+        if host.staging or staged is not None:
             if staged is None:
                 staged = host.staged = StagedChange()
-            staged.add(new_ids, history, context)
-            return
-        if staged is not None:  # the snapshot written covers the staged changes' state too
+            if new_ids:
+                staged.new_ids.extend(new_ids)
+            if history:
+                staged.history.extend(history)
+            if context is not None:
+                staged.context = context
+            if host.staging:
+                return
+            # Written now, with what was staged: the snapshot covers the staged changes too.
             host.staged = None
-            staged.add(new_ids, history, context)
             new_ids, history, context = tuple(staged.new_ids), staged.history, staged.context
         self._write(host, new_ids=new_ids, history=history, context=context)
 

@@ -309,15 +309,22 @@ class ServerSession:
 
         Works while detached too: the message waits in the replay buffer for a resume.
         """
-        self._require_live()
-        message = build(self.next_seq)
-        if message.seq != self.next_seq:
-            raise ValueError(f"message built with seq {message.seq}, expected {self.next_seq}")
-        self.next_seq += 1
+        return self.send_numbered(build(self.next_seq))
+
+    def send_numbered(self, message: ServerSequenced) -> ServerSequenced:
+        """``send`` for a message the caller built with ``next_seq`` already (several at
+        once: ``next_seq``, ``next_seq + 1``, ...; each must come next when it is sent)."""
+        seq = self.next_seq
+        if self.state in TERMINAL_SESSION_STATES:
+            raise ValueError(f"session {self.session_id} is {self.state.value}")
+        if message.seq != seq:
+            raise ValueError(f"message built with seq {message.seq}, expected {seq}")
+        self.next_seq = seq + 1
         frame = codec.encode(message)
-        self._replay.append((self.next_seq - 1, frame))
-        if len(self._replay) > self.config.limits.replay_buffer_max:
-            self._replay_overflow_upto = self._replay.popleft()[0]
+        replay = self._replay
+        replay.append((seq, frame))
+        if len(replay) > self.config.limits.replay_buffer_max:
+            self._replay_overflow_upto = replay.popleft()[0]
         if self.state is SessionState.ATTACHED:
             self._outbox.append(frame)
         return message
@@ -349,7 +356,8 @@ class ServerSession:
                 ErrorCode.UNEXPECTED_MESSAGE, f"session is {self.state.value}, not attached"
             )
         self.last_heard = now
-        self._commit_token_rotation()
+        if self._previous_hash is not None:
+            self._commit_token_rotation()
         match message:
             case UserMessage() | GetConversationHistory() | GetAgentContext():
                 return self._receive_request(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -288,13 +289,16 @@ def test_respond_never_raises_and_chunks_hold(text: str) -> None:
     assert f"Workflow step: {WORKFLOW_STEPS[turn.context.workflow.step]}." in turn.reply
 
 
-@given(st.text(alphabet=st.sampled_from("ab .,\n\t:"), min_size=1, max_size=60))
-@settings(max_examples=300)
-def test_padded_finds_the_words_of_the_reply_as_written_with_its_closing_phrase(
-    reply: str,
-) -> None:
-    """``_padded`` finds the words once; they are those ``_WORD`` finds in the padded text."""
+@given(st.text(alphabet=st.sampled_from("ab .,\n\t:\u00a0"), max_size=60))
+@settings(max_examples=500)
+def test_chunked_is_the_words_four_by_four_of_the_padded_reply(reply: str) -> None:
+    """``_chunked``'s one regex gives what the module's rule says: the words (``_WORD``) of
+    the reply, with the closing phrase when it has fewer than nine, joined four by four."""
+    words = re.findall(agent._WORD, reply)
     expected = reply
-    if len(agent._WORD.findall(reply)) < agent.MIN_REPLY_WORDS:
+    if len(words) < agent.MIN_REPLY_WORDS:
         expected = f"{reply} {agent.CLOSING_PHRASE}"
-    assert (expected, agent._WORD.findall(expected)) == agent._padded(reply)
+        words = re.findall(agent._WORD, expected)
+    four = agent.WORDS_PER_CHUNK
+    chunks = tuple("".join(words[i : i + four]) for i in range(0, len(words), four))
+    assert agent._chunked(reply) == (expected, chunks)
