@@ -22,7 +22,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from reference_server.app import ReferenceServer
 from reference_server.batched_send import send_texts
 from reference_server.cluster.writer import CommitOp, Op
-from reference_server.connection import message_ready
+from reference_server.connection import receive_queue
 from reference_server.protocol import Attached, ClientProtocol, Delivered
 from reference_server.protocol.messages import ReplyChunk
 from reference_server.store import Change
@@ -31,16 +31,17 @@ from .conftest import config, token
 
 
 @pytest.mark.asyncio
-async def test_message_ready_sees_the_messages_one_read_brought() -> None:
-    """Against the installed websockets: True while a whole message waits, False after."""
+async def test_the_receive_queue_holds_the_messages_one_read_brought() -> None:
+    """Against the installed websockets: a whole message waits while one is left, none after."""
     seen: asyncio.Queue[list[bool]] = asyncio.Queue()
 
     async def handle(ws: ServerConnection) -> None:
         await asyncio.sleep(0.2)  # both messages are read meanwhile
-        states = [message_ready(ws)]
+        queue = receive_queue(ws)
+        states = [bool(queue) and queue[0].fin]
         for _ in range(2):
             await ws.recv()
-            states.append(message_ready(ws))
+            states.append(bool(queue) and queue[0].fin)
         await seen.put(states)
         await ws.wait_closed()
 
