@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
-from bench.throughput import GOAL, GOAL_PAIRS, Run, judge, median_interval
+import pytest
+
+from bench.throughput import (
+    GOAL,
+    GOAL_PAIRS,
+    Run,
+    cpu_placements,
+    judge,
+    median_interval,
+    pinned,
+)
 
 
 def _run(frames_per_s: float) -> Run:
@@ -57,3 +70,23 @@ def test_one_pair_is_not_judged() -> None:
     verdict = judge(_pairs(0.75))
     assert verdict.interval is None
     assert verdict.word == "not judged"
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs two CPUs and sched_setaffinity",
+)
+def test_a_pair_pins_the_servers_and_the_client_apart_and_gives_the_cpus_back() -> None:
+    placements = cpu_placements()
+    assert placements[0] is not None
+    assert placements[1] == placements[0][::-1]
+    own = os.sched_getaffinity(0)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pinned(placements[1], (child.pid, None)):
+            assert os.sched_getaffinity(child.pid) == {placements[1][0]}
+            assert os.sched_getaffinity(0) == {placements[1][1]}
+        assert os.sched_getaffinity(0) == own
+    finally:
+        child.kill()
+        child.wait(10)
