@@ -35,7 +35,16 @@ from reference_server.protocol import (
     SessionConfig,
     codec,
 )
-from reference_server.protocol.messages import Ack, ClientMessage, Hello, Pong, Resume
+from reference_server.protocol.messages import (
+    Ack,
+    Bye,
+    ClientMessage,
+    GetAgentContext,
+    GetConversationHistory,
+    Hello,
+    Pong,
+    Resume,
+)
 from reference_server.registry import SessionHost, SessionRegistry
 from reference_server.sweeper import Sweeper
 
@@ -46,6 +55,8 @@ _TIMER_SLACK_S = 0.001
 # §12.1: the frames the rate limit does not count (a tuple: ``Ack | Pong`` would build a union
 # on every frame).
 _FREE_FRAMES = (Ack, Pong)
+# Requests whose answers are read from the store (§11.2, §11.3).
+_READS_STORE = (GetConversationHistory, GetAgentContext)
 # Errors after which the connection cannot go on (§12): the stream is broken, not one frame.
 _FATAL_ERRORS = frozenset(
     {ErrorCode.SEQUENCE_GAP, ErrorCode.UNEXPECTED_MESSAGE, ErrorCode.FRAME_TOO_LARGE}
@@ -207,6 +218,14 @@ class ConnectionLoop:
                         retry_after_ms=bucket.refill_ms,
                     )
                     break
+                # What the earlier frames of this read left pending is stored before a frame
+                # that reads the store (so its answer sees it), and sent before a bye (which
+                # ends the session and drops whatever it has not sent).
+                if isinstance(decoded, _READS_STORE):
+                    self.registry.write_staged(host)
+                elif isinstance(decoded, Bye) and inline:
+                    async with sending:
+                        await self._flush(host, ws, connection_id)
                 try:
                     if isinstance(decoded, RemoteProtocolError):
                         raise decoded
@@ -222,8 +241,13 @@ class ConnectionLoop:
                         break
                     await answer_error(exc.error_code, exc.message)
                     continue
+                # Staging only while reacting: a commit made meanwhile by anything else (another
+                # connection's resume, the sweeper) writes at once, with what is pending.
                 host.staging = True
-                self.application.react(host, events)
+                try:
+                    self.application.react(host, events)
+                finally:
+                    host.staging = False
                 if received and received[0].fin:  # the next message is here: answered with this
                     continue
                 self.registry.write_staged(host)
@@ -235,12 +259,14 @@ class ConnectionLoop:
         except ConnectionClosed:
             pass
         finally:
-            self.registry.write_staged(host)
-            for task in (timer, writer):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                    await task
-            self.registry.detach(host, ws, self.clock.now())
+            try:
+                self.registry.write_staged(host)
+            finally:
+                for task in (timer, writer):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                        await task
+                self.registry.detach(host, ws, self.clock.now())
 
     async def _keep_time(self, host: SessionHost, ws: ServerConnection, connection_id: int) -> None:
         """The connection's own timer: wake when the session's next ping or heartbeat deadline

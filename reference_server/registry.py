@@ -53,9 +53,10 @@ class SessionHost:
     """What the last hello or resume queued, for the connection with that id: sent before
     anything else the session queues (planted faults may have altered it)."""
     staging: bool = False
-    """Set while the connection loop answers frames that arrived together: their commits are
-    staged and written as one by ``SessionRegistry.write_staged``, before anything they
-    produced is sent (a request and the ack sent with it: one store write, not two)."""
+    """Set while the connection loop reacts to a frame that arrived with others: its commit is
+    staged, and the staged changes are written as one, by ``SessionRegistry.write_staged`` or
+    by the next commit, before anything they produced is sent (a request and the ack sent with
+    it: one store write, not two)."""
     staged: StagedChange | None = None
 
     def take_first_frames(self, connection_id: int) -> list[bytes]:
@@ -317,7 +318,7 @@ class SessionRegistry:
         )
 
     def write_staged(self, host: SessionHost) -> None:
-        """End staging: write the staged changes as one commit, if there are any."""
+        """Write the staged changes as one commit, if there are any."""
         host.staging = False
         if host.staged is not None:
             self.commit(host)
