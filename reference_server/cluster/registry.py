@@ -378,9 +378,16 @@ class ClusterRegistry(SessionRegistry):
         context: Any,
     ) -> None:
         """Queue the session's change; what it produced is sent once Redis stored it."""
-        if not isinstance(host, ClusterHost) or host.lost:
+        if not isinstance(host, ClusterHost):
             return
         session = host.session
+        if host.lost:
+            # A refused commit lost the session to another writer; until its connection is
+            # dropped (a tombstone read away), a frame it still reads must not be answered:
+            # what the change produced is discarded, never stored, so never sent.
+            if isinstance(session, HeldSession):
+                session.claim()
+            return
         for entry in history or ():
             _add_entry(host.history, entry)
         change = self._change(host, new_ids=new_ids, history=history, context=context)
