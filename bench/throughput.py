@@ -135,15 +135,23 @@ def tick_cpu_seconds(pid: int | None) -> float:
 def cpu_seconds(pid: int | None) -> float:
     """CPU time of a process's threads so far, from the scheduler's nanosecond counts
     (``/proc/PID/task/*/schedstat``: a run of 0.1 s is measured to well under 1%, where clock
-    ticks are 10 ms each); ``tick_cpu_seconds`` where the kernel has no such counts."""
+    ticks are 10 ms each); ``tick_cpu_seconds`` where the kernel has no such counts. Threads
+    that ended are not counted: for processes whose threads outlive the measurement (the
+    servers here)."""
     if pid is None:
         return 0.0
     total = 0
     try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            total += int((task / "schedstat").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
         return tick_cpu_seconds(pid)
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except FileNotFoundError:  # the thread ended since the listing
+            continue
+        except (OSError, ValueError, IndexError):
+            return tick_cpu_seconds(pid)
     return total / 1e9
 
 
@@ -403,6 +411,8 @@ class Measured:
     runs: dict[str, list[Run]]
     pairs: list[tuple[Run, Run]]
     """The goal's short runs: (echo, memory) pair by pair, in run order."""
+    pinned: bool
+    """Whether the pairs ran with the servers and the client pinned to separate CPUs."""
     chunks: int
     size: int
     problems: list[str]
@@ -464,7 +474,8 @@ async def _measure(quick: bool) -> Measured:
                     pair = await _pair(i, echo, memory, creds, chunks)
                 pairs.append((pair["echo"], pair["memory"]))
             await stack.aclose()  # stop the servers, then read their logs
-            return Measured(runs, pairs, chunks, size, log_problems(memory, sqlite, on_redis))
+            problems = log_problems(memory, sqlite, on_redis)
+            return Measured(runs, pairs, placements[0] is not None, chunks, size, problems)
 
 
 async def _pair(
@@ -483,10 +494,12 @@ async def _pair(
 
 
 def cpu_placements() -> list[tuple[int, int] | None]:
-    """(server CPU, client CPU) for the goal's pairs, alternating: on this machine each of the
-    two cores changes speed on its own, and unpinned runs read medians from 0.75x to 0.92x
-    (2026-12-02 17:12-17:15), pinned ones 0.74x-0.78x. [None] (no pinning) with fewer than two
-    CPUs or no ``sched_setaffinity``."""
+    """(server CPU, client CPU) for the goal's pairs, alternating, so that both runs of a pair
+    have the same placement and each placement is sampled alike: on this machine each of the
+    two cores changes speed on its own, and where the scheduler put the server and the client
+    moved a whole run's figure (unpinned runs minutes apart read medians of 0.75x to 0.92x,
+    2026-12-02 17:11-17:15). [None] (no pinning) with fewer than two CPUs or no
+    ``sched_setaffinity``."""
     if not hasattr(os, "sched_setaffinity"):
         return [None]
     cpus = sorted(os.sched_getaffinity(0))
@@ -609,6 +622,11 @@ def _table(m: Measured) -> str:
             f"{CONFIDENCE:.0%} confidence interval of the median {low:.3f}x-{high:.3f}x: met "
             f"when it lies at or above {GOAL}x, missed when below, inconclusive when across"
         )
+    placement = (
+        "servers and client pinned to separate CPUs, swapped from pair to pair"
+        if m.pinned
+        else "not pinned (fewer than two CPUs, or no sched_setaffinity)"
+    )
     cpu = _cpu_ratio(m.pairs)
     cpu_ratio = (
         f" By server CPU per request (the median pair's echo over memory): {cpu:.3f}x."
@@ -641,9 +659,8 @@ def _table(m: Measured) -> str:
         "",
         f"Goal (memory store >= {GOAL}x echo): **{verdict.word}** ({verdict.ratio:.3f}x, the "
         f"median of {len(m.pairs)} pair(s) of {m.pairs[0][0].requests}-request runs, an echo run "
-        f"and a memory run each, in alternating order, servers and client pinned to separate "
-        f"CPUs, swapped from pair to pair; {judged}; pair by pair: {per_pair}; the "
-        f"table's best against best: {ratio:.3f}x).{cpu_ratio}",
+        f"and a memory run each, in alternating order, {placement}; {judged}; pair by pair: "
+        f"{per_pair}; the table's best against best: {ratio:.3f}x).{cpu_ratio}",
         "",
         "Reference client: `ClientProtocol` driven directly over a `websockets` connection, "
         "one cumulative ack per reply (sent with the next request, the two in one socket write "
