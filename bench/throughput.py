@@ -234,12 +234,16 @@ async def _drive_reference(
     await send_texts(ws, protocol.data_to_send())
     while done < quota or protocol.unacked:
         for event in protocol.receive(await ws.recv(decode=False)):
-            if isinstance(event, Acknowledged):
-                acks += 1
-                continue
-            if not isinstance(event, Delivered) or not isinstance(event.message, ReplyChunk):
+            # Exact types, the common one first (as AsyncClient tells its events apart): an
+            # isinstance() against a Struct class that does not match costs ~1,400 instructions.
+            if type(event) is not Delivered:
+                if type(event) is Acknowledged:
+                    acks += 1
+                    continue
                 raise BenchError(f"unexpected {event!r}")
             chunk = event.message
+            if type(chunk) is not ReplyChunk:
+                raise BenchError(f"unexpected {event!r}")
             if pending.get(chunk.in_reply_to) != chunk.chunk_index:
                 raise BenchError(f"chunk out of order or duplicated: {chunk!r}")
             frames += 1

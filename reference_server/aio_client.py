@@ -239,13 +239,15 @@ class AsyncClient:
                     if self.on_events is not None:
                         self.on_events(events)
                     for event in events:
-                        if isinstance(event, Attached):
-                            self._pacer = _Pacer.for_session(self.protocol)
-                        if isinstance(event, Delivered):
+                        # Exact types, the common one first: an isinstance() against a Struct
+                        # class that does not match costs ~1,400 instructions (valgrind).
+                        if type(event) is Delivered:
                             self._delivered.append(event.message)
                             reply_to = getattr(event.message, "in_reply_to", None)
                             if reply_to is not None:
                                 self._by_request.setdefault(reply_to, []).append(event.message)
+                        elif type(event) is Attached:
+                            self._pacer = _Pacer.for_session(self.protocol)
                 except RemoteProtocolError as exc:
                     self.errors.append(exc)
                     if self.on_error is not None:

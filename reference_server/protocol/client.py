@@ -197,6 +197,8 @@ class ClientProtocol:
                 self._ack_pending = True
                 return [Delivered(message)]  # type: ignore[arg-type]
             return self._on_sequenced(message)  # type: ignore[arg-type]
+        if type(message) is Ack:  # the next most common: before the match's four class tests
+            return self._on_ack(message.seq)
         match message:
             case Welcome():
                 return [self._on_welcome(message)]

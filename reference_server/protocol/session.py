@@ -358,6 +358,9 @@ class ServerSession:
         self.last_heard = now
         if self._previous_hash is not None:
             self._commit_token_rotation()
+        if type(message) is Ack:  # half the frames: before the match's three failed class tests
+            self._receive_ack(message.seq)
+            return []
         match message:
             case UserMessage() | GetConversationHistory() | GetAgentContext():
                 return self._receive_request(message)
