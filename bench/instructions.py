@@ -24,14 +24,13 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from reference_server.launcher import READY_PREFIX
+from reference_server.launcher import ServerProcess
 
 from .echo_server import EchoServerProcess
 from .throughput import (
@@ -84,7 +83,7 @@ def _total(out: Path) -> int:
 
 
 def _env(tree: Path, creds: Credentials) -> dict[str, str]:
-    return {**os.environ, **creds.env, "PYTHONPATH": str(tree)}
+    return {**creds.env, "PYTHONPATH": str(tree)}
 
 
 async def _server_run(
@@ -94,21 +93,22 @@ async def _server_run(
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         out = Path(tmp) / "cachegrind.out"
         if kind == "echo":
-            args = ["-m", "bench.echo_server", "--frames", str(chunks), "--size", str(size)]
+            module, args = "bench.echo_server", ["--frames", str(chunks), "--size", str(size)]
         else:
-            args = ["-m", "reference_server", "--store", "memory", "--chunk-delay", "0"]
+            module = "reference_server"
+            args = ["--store", "memory", "--chunk-delay", "0"]
             args += ["--handshake-timeout", "60"]  # handshakes are slow under valgrind
-        process = await asyncio.create_subprocess_exec(
-            *_cachegrind(out), sys.executable, *args, "--port", "0",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            cwd=tree, env=_env(tree, creds), start_new_session=True,
-        )  # fmt: skip
+        server = ServerProcess(
+            args,
+            module=module,
+            cwd=tree,
+            env=_env(tree, creds),
+            start_timeout=TIMEOUT_S,
+            log_path=Path(tmp) / "server.log",
+            prefix=_cachegrind(out),
+        )
         try:
-            assert process.stdout is not None
-            line = (await asyncio.wait_for(process.stdout.readline(), TIMEOUT_S)).decode()
-            if not line.startswith(READY_PREFIX):
-                raise BenchError(f"{kind} server from {tree} did not start: {line!r}")
-            url = line.removeprefix(READY_PREFIX).strip()
+            url = await server.start()
             if kind == "echo":
                 await run_echo(url, WARMUP, chunks=chunks)
                 await run_echo(url, requests, chunks=chunks)
@@ -116,14 +116,7 @@ async def _server_run(
                 await run_reference(url, creds.token, WARMUP, chunks=chunks)
                 await run_reference(url, creds.token, requests, chunks=chunks)
         finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), TIMEOUT_S)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-                raise
+            await server.stop(TIMEOUT_S)  # SIGTERM: valgrind writes its counts as it exits
         return _total(out)
 
 
@@ -134,7 +127,7 @@ def _client_run(
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         out = Path(tmp) / "cachegrind.out"
         argv = [*_cachegrind(out), sys.executable, "-c", CLIENT_PROGRAM, url, kind]
-        env = {**_env(tree, creds), "BENCH_INSTRUCTIONS_TOKEN": creds.token}
+        env = {**os.environ, **_env(tree, creds), "BENCH_INSTRUCTIONS_TOKEN": creds.token}
         done = subprocess.run(
             [*argv, str(requests), str(chunks)],
             cwd=tree, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False,

@@ -40,10 +40,13 @@ class ServerProcess:
         log_path: Path | None = None,
         module: str = "reference_server",
         cwd: Path | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
         """``module`` is run with ``python -m``; any server that takes ``--port`` and states
-        ``listening on URL`` first (the benchmarks' echo server does) can be launched."""
+        ``listening on URL`` first (the benchmarks' echo server does) can be launched.
+        ``prefix`` goes before the interpreter (a tool that runs it, e.g. valgrind)."""
         self.module = module
+        self.prefix = list(prefix)
         self.cwd = cwd
         self.args = list(args)
         self.env = {**os.environ, **(env or {})}
@@ -77,6 +80,7 @@ class ServerProcess:
         log = self.log_path.open("ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
+                *self.prefix,
                 sys.executable,
                 "-m",
                 self.module,

@@ -319,7 +319,6 @@ class SessionRegistry:
 
     def write_staged(self, host: SessionHost) -> None:
         """Write the staged changes as one commit, if there are any."""
-        host.staging = False
         if host.staged is not None:
             self.commit(host)
 

@@ -113,6 +113,13 @@ async def _open(server: ReferenceServer) -> tuple[ClientConnection, ClientProtoc
     return ws, protocol
 
 
+async def _turn_unacked(ws: ClientConnection, protocol: ClientProtocol) -> None:
+    """One turn, its reply read and not acknowledged yet."""
+    request = protocol.send_user_message("hello")
+    await send_texts(ws, protocol.data_to_send(include_ack=False))
+    await _reply(ws, protocol, request.id)
+
+
 async def _reply(ws: ClientConnection, protocol: ClientProtocol, request_id: str) -> None:
     """Read until the final chunk of ``request_id`` and the ack of its request."""
     final = acked = False
@@ -145,9 +152,7 @@ async def test_a_request_and_the_ack_sent_with_it_are_one_commit(
     ws, protocol = await _open(server)
     assert protocol.session is not None
     try:
-        first = protocol.send_user_message("hello")
-        await send_texts(ws, protocol.data_to_send(include_ack=False))
-        await _reply(ws, protocol, first.id)
+        await _turn_unacked(ws, protocol)
         acked = protocol.last_seq
         before = len(commits)
         second = protocol.send_user_message("my name is Ada")
@@ -179,9 +184,7 @@ async def test_an_ack_on_its_own_is_committed_on_its_own(
     ws, protocol = await _open(server)
     assert protocol.session is not None
     try:
-        request = protocol.send_user_message("hello")
-        await send_texts(ws, protocol.data_to_send(include_ack=False))
-        await _reply(ws, protocol, request.id)
+        await _turn_unacked(ws, protocol)
         before = len(commits)
         await send_texts(ws, protocol.data_to_send())  # the ack alone
         async with asyncio.timeout(5):  # nothing else is sent: the ack is not held back
